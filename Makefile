@@ -1,0 +1,32 @@
+# smta build and test entry points. `make help` lists the targets.
+GO       ?= go
+BIN      := bin
+CONFIG   ?=
+
+.PHONY: help build run test lint bench perf-check clean
+
+help: ## list targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build smta, smta-cli and smta-loadgen into bin/
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build ## build and run smta on the embedded default config (or CONFIG=FILE)
+	$(BIN)/smta run $(if $(CONFIG),--config $(CONFIG))
+
+test: build ## run every test, as CI does
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+lint: ## go vet and gofmt check
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+
+bench: build ## microbenchmarks and the smta-versus-Postfix scenarios
+	bash bench/run.sh
+
+perf-check: build ## short relay scenarios; fails below the committed smta/Postfix ratio floor
+	bash bench/perf-check.sh
+
+clean: ## remove build output and the local spool
+	rm -rf $(BIN) var
