@@ -38,9 +38,10 @@ type MessageWriter interface {
 	// by Commit, so the driver can keep draining DATA.
 	Write(p []byte) error
 	// Commit makes the message durable and calls done exactly once, possibly
-	// from another goroutine, with the reply for the client: 250 with the
-	// queue id, or a 4xx/5xx failure.
-	Commit(done func(reply smtp.Reply))
+	// from another goroutine. On success failure is the zero Reply and id is
+	// the queue id for "250 2.0.0 Ok: queued as <id>" (smtp.Session.AcceptQueued);
+	// otherwise failure is the 4xx/5xx reply for the client (Session.Reject).
+	Commit(done func(id string, failure smtp.Reply))
 	// Abort discards the message.
 	Abort()
 }
