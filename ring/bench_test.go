@@ -27,7 +27,7 @@ type queue interface {
 
 type ringQueue struct{ r *MPSC[uint64] }
 
-func (q ringQueue) push(v uint64)              { q.r.Push(v) }
+func (q ringQueue) push(v uint64)             { q.r.Push(v) }
 func (q ringQueue) popBatch(dst []uint64) int { return q.r.PopBatch(dst) }
 
 // mutexSlice is a bounded circular buffer under one mutex, the obvious
