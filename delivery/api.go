@@ -22,17 +22,23 @@ var ErrNullMX = errors.New("delivery: domain accepts no mail (null MX)")
 
 // Host is one next-hop candidate from MX resolution.
 type Host struct {
-	Name       string       // MX target name (or the domain itself for implicit MX)
+	Name       string // MX target name (or the domain itself for implicit MX)
 	Preference uint16
 	Addrs      []netip.Addr // resolved A/AAAA addresses
 }
 
 // DialOptions configures an outbound connection.
 type DialOptions struct {
-	HeloName    string        // EHLO name
-	SourceIP    netip.Addr    // zero: kernel's choice
-	Timeout     time.Duration // connect+greeting; 0 means 5m (RFC 5321 4.5.3.2)
-	UseTLS      bool          // STARTTLS when offered (opportunistic, no verification)
+	HeloName string        // EHLO name
+	SourceIP netip.Addr    // zero: kernel's choice
+	Timeout  time.Duration // connect+greeting; 0 means 5m (RFC 5321 4.5.3.2)
+	UseTLS   bool          // STARTTLS when offered (opportunistic, no verification)
+
+	// Reply timeouts of RFC 5321 section 4.5.3.2; zero means the RFC value.
+	CommandTimeout   time.Duration // EHLO, MAIL, RCPT, RSET, STARTTLS: 5m
+	DataInitTimeout  time.Duration // 354 reply to DATA: 2m
+	DataBlockTimeout time.Duration // each write of the body: 3m
+	DataTermTimeout  time.Duration // reply to the final dot: 10m
 }
 
 // Job is one SMTP transaction: envelope and body.
@@ -95,11 +101,12 @@ func itoa(n int) string {
 
 // DSNParams describes a delivery status notification (RFC 3464).
 type DSNParams struct {
-	ReportingMTA string    // our host-name
-	From         string    // sender of the DSN, usually "MAILER-DAEMON@host"
-	To           string    // the original envelope sender
+	ReportingMTA string // our host-name
+	From         string // sender of the DSN, usually "MAILER-DAEMON@host"
+	To           string // the original envelope sender
 	EnvID        string
 	Arrival      time.Time
+	Date         time.Time // Date header of the DSN; zero means time.Now()
 	Failed       []FailedRcpt
 	Original     io.Reader // original message in wire form; headers only when RET=HDRS
 	ReturnFull   bool
