@@ -85,18 +85,18 @@ type Config struct {
 type EventKind uint8
 
 const (
-	EventNone         EventKind = iota // needs more input
-	EventHelo                          // HELO/EHLO; Event.Helo set; decision required
-	EventMail                          // MAIL FROM; Session.Transaction().From set; decision required
-	EventRcpt                          // RCPT TO; Event.Rcpt set; decision required
-	EventData                          // DATA command; decision required (Accept sends 354)
-	EventBody                          // Event.Body holds wire-form body bytes; no decision
-	EventDataEnd                       // end of data; AcceptQueued or Reject required
-	EventDataAborted                   // message failed (bare CR/LF, size, line length); reply already queued
-	EventReset                         // transaction dropped; no decision
-	EventStartTLS                      // STARTTLS accepted; driver must handshake then call TLSStarted
-	EventQuit                          // QUIT answered; flush and close
-	EventClose                         // session must be closed after flushing (error budget, timeout)
+	EventNone        EventKind = iota // needs more input
+	EventHelo                         // HELO/EHLO; Event.Helo set; decision required
+	EventMail                         // MAIL FROM; Session.Transaction().From set; decision required
+	EventRcpt                         // RCPT TO; Event.Rcpt set; decision required
+	EventData                         // DATA command; decision required (Accept sends 354)
+	EventBody                         // Event.Body holds wire-form body bytes; no decision
+	EventDataEnd                      // end of data; AcceptQueued or Reject required
+	EventDataAborted                  // message failed (bare CR/LF, size, line length); reply already queued
+	EventReset                        // transaction dropped; no decision
+	EventStartTLS                     // STARTTLS accepted; driver must handshake then call TLSStarted
+	EventQuit                         // QUIT answered; flush and close
+	EventClose                        // session must be closed after flushing (error budget, timeout)
 )
 
 // Event is what Feed returns alongside the consumed byte count.
