@@ -38,8 +38,8 @@ type Recipient struct {
 	Notify      string    `json:"notify,omitempty"` // RFC 3461 NOTIFY as received
 	State       RcptState `json:"state"`
 	Attempts    int       `json:"attempts,omitempty"`
-	NextAttempt time.Time `json:"next,omitempty"`  // zero: due now
-	LastReply   string    `json:"last,omitempty"`  // last reply from the next hop, for DSNs and acct
+	NextAttempt time.Time `json:"next,omitempty"` // zero: due now
+	LastReply   string    `json:"last,omitempty"` // last reply from the next hop, for DSNs and acct
 }
 
 // Envelope is everything about a message except its body.

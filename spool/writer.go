@@ -1,0 +1,166 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+)
+
+var errWriterDone = errors.New("spool: writer already committed or aborted")
+
+// Writer receives the body of one message. It buffers body bytes and appends
+// a record to the active segment each time the buffer holds a full chunk and
+// at Commit, so a message of up to one chunk (256 KiB with 64 MiB segments)
+// is a single record written with a single pwrite.
+//
+// A Writer is used by one goroutine at a time.
+type Writer struct {
+	s    *Spool
+	buf  *[]byte  // recordHeaderSize octets of room for the header, then buffered payload
+	exts []extent // records appended so far; each holds a segment reference
+	size int64    // payload octets in exts
+	err  error    // first append failure, reported by Commit
+	done bool     // Commit or Abort was called
+}
+
+// NewWriter returns a Writer for one message.
+func (s *Spool) NewWriter() *Writer {
+	return &Writer{s: s, buf: s.getBuf()}
+}
+
+// Write buffers body bytes, which must be in SMTP wire form: CRLF lines,
+// dot-stuffed, without the final ".\r\n".
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errWriterDone
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	written := 0
+	for len(p) > 0 {
+		buf := *w.buf
+		k := min(w.s.chunk-(len(buf)-recordHeaderSize), len(p))
+		*w.buf = append(buf, p[:k]...)
+		p = p[k:]
+		written += k
+		if len(*w.buf)-recordHeaderSize == w.s.chunk {
+			if err := w.flush(0); err != nil {
+				w.err = err
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+// flush appends the buffered payload as the next record.
+func (w *Writer) flush(flags uint32) error {
+	rec := *w.buf
+	x, err := w.s.appendRecord(rec, uint32(len(w.exts)), flags)
+	if err != nil {
+		return err
+	}
+	w.exts = append(w.exts, x)
+	w.size += int64(len(rec) - recordHeaderSize)
+	*w.buf = rec[:recordHeaderSize]
+	return nil
+}
+
+// Commit appends the last record and queues the message for group commit.
+// env is copied; when env.ID is empty a new id is assigned, and Env.Size is
+// set to the body length. done is called exactly once, from the committer
+// goroutine, after the body has been fdatasync'ed and the envelope committed
+// to the index with Sync, so a nil error means the message survives a crash
+// or power loss. If Commit is called after Close or twice, done is called
+// before Commit returns, with the error.
+func (w *Writer) Commit(env *Envelope, done func(*Message, error)) {
+	if w.done {
+		done(nil, errWriterDone)
+		return
+	}
+	if w.err == nil {
+		w.err = w.flush(flagLast)
+	}
+	w.done = true
+	w.s.putBuf(w.buf)
+	w.buf = nil
+
+	m := &Message{Env: cloneEnvelope(env), exts: w.exts}
+	m.Env.Size = w.size
+	if m.Env.ID == "" {
+		m.Env.ID = w.s.newID()
+	}
+	err := w.err
+	if err != nil {
+		err = fmt.Errorf("spool: writing body of %s: %w", m.Env.ID, err)
+	}
+	w.s.enqueue(&pendingCommit{msg: m, done: done, err: err})
+}
+
+// Abort discards the message and releases the space it used. It is a no-op
+// after Commit or a previous Abort.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.s.release(w.exts)
+	w.exts = nil
+	w.s.putBuf(w.buf)
+	w.buf = nil
+}
+
+// appendRecord writes rec (header room plus payload) into the active
+// segment and returns its extent, which holds a reference on the segment.
+//
+// This is the lock-free append path: a reference and an atomic add on the
+// segment's tail reserve the range, and pwrite fills it. Only a record that
+// does not fit takes the lock, to rotate segments.
+func (s *Spool) appendRecord(rec []byte, seq, flags uint32) (extent, error) {
+	n := int64(len(rec))
+	payload := rec[recordHeaderSize:]
+	for {
+		g := s.active.Load()
+		if g == nil {
+			return extent{}, ErrClosed
+		}
+		if !g.tryRef() {
+			// g was sealed and drained between the load and tryRef;
+			// the next load sees its successor.
+			continue
+		}
+
+		end := g.tail.Add(n)
+		if end > g.size {
+			s.unref(g)
+			if err := s.rotate(g); err != nil {
+				return extent{}, err
+			}
+			continue
+		}
+
+		off := end - n
+		gen := g.gen.Load()
+		putHeader(rec, recordHeader{gen: gen, seq: seq, length: uint32(len(payload)), flags: flags}, payload)
+		if _, err := g.f.WriteAt(rec, off); err != nil {
+			s.unref(g)
+			return extent{}, fmt.Errorf("spool: writing record to segment %d at %d: %w", g.no, off, err)
+		}
+		return extent{Seg: g.no, Gen: gen, Seq: seq, Off: off, Len: uint32(len(payload)), seg: g}, nil
+	}
+}
+
+func (s *Spool) getBuf() *[]byte {
+	if b, ok := s.bufPool.Get().(*[]byte); ok {
+		*b = (*b)[:recordHeaderSize]
+		return b
+	}
+	b := make([]byte, recordHeaderSize, recordHeaderSize+4096)
+	return &b
+}
+
+func (s *Spool) putBuf(b *[]byte) {
+	if b != nil {
+		s.bufPool.Put(b)
+	}
+}
