@@ -1,0 +1,654 @@
+//go:build linux
+
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"smta/smtp"
+)
+
+// shardedModes are the inbound modes this file covers.
+var shardedModes = []string{"epoll"}
+
+// memBackend accepts every command and keeps bodies in memory. Commit
+// completes on another goroutine after a short delay, as the spool's
+// committer does.
+type memBackend struct {
+	mu     sync.Mutex
+	bodies map[string][]byte // queue id -> wire-form body
+	froms  map[string]string // queue id -> reverse-path
+	seq    atomic.Uint64
+	delay  time.Duration
+}
+
+func newMemBackend() *memBackend {
+	return &memBackend{bodies: map[string][]byte{}, froms: map[string]string{}, delay: time.Millisecond}
+}
+
+func (b *memBackend) Connect(*ConnInfo) smtp.Reply                 { return smtp.Reply{} }
+func (b *memBackend) Mail(*ConnInfo, *smtp.Transaction) smtp.Reply { return smtp.Reply{} }
+func (b *memBackend) Rcpt(*ConnInfo, *smtp.Transaction, smtp.Recipient) smtp.Reply {
+	return smtp.Reply{}
+}
+
+func (b *memBackend) Data(c *ConnInfo, tx *smtp.Transaction) (MessageWriter, smtp.Reply) {
+	return &memWriter{b: b, from: tx.From}, smtp.Reply{}
+}
+
+func (b *memBackend) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.bodies)
+}
+
+func (b *memBackend) body(id string) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	body, ok := b.bodies[id]
+	return body, ok
+}
+
+type memWriter struct {
+	b    *memBackend
+	from string
+	buf  bytes.Buffer
+}
+
+func (w *memWriter) Write(p []byte) error { w.buf.Write(p); return nil }
+func (w *memWriter) Abort()               {}
+
+func (w *memWriter) Commit(done func(id string, failure smtp.Reply)) {
+	go func() {
+		time.Sleep(w.b.delay)
+		id := fmt.Sprintf("M%d", w.b.seq.Add(1))
+		w.b.mu.Lock()
+		w.b.bodies[id] = w.buf.Bytes()
+		w.b.froms[id] = w.from
+		w.b.mu.Unlock()
+		done(id, smtp.Reply{})
+	}()
+}
+
+func testConfig(mode string) Config {
+	return Config{
+		Mode:      mode,
+		Workers:   2,
+		Listeners: []Listener{{Addr: "127.0.0.1:0"}},
+		Session:   smtp.Config{Hostname: "mx.test"},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// startServer starts a server and registers its shutdown with the test.
+func startServer(t testing.TB, cfg Config, b Backend) *Server {
+	t.Helper()
+	srv, err := New(cfg, b)
+	if err != nil {
+		t.Fatalf("New(mode %q): %v", cfg.Mode, err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return srv
+}
+
+// client is a minimal SMTP client that checks reply codes.
+type client struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t testing.TB, srv *Server) *client {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Addrs()[0].String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+// reply reads one possibly multi-line reply.
+func (c *client) reply() (int, string, error) {
+	var text strings.Builder
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return 0, text.String() + line, err
+		}
+		if len(line) < 4 {
+			return 0, line, fmt.Errorf("short reply line %q", line)
+		}
+		code, err := strconv.Atoi(line[:3])
+		if err != nil {
+			return 0, line, fmt.Errorf("reply line %q: %w", line, err)
+		}
+		text.WriteString(line)
+		if line[3] == ' ' {
+			return code, text.String(), nil
+		}
+	}
+}
+
+// expect reads one reply and fails the test unless its code is want.
+func (c *client) expect(want int) string {
+	c.t.Helper()
+	code, text, err := c.reply()
+	if err != nil {
+		c.t.Fatalf("reading reply (want %d): %v (got %q)", want, err, text)
+	}
+	if code != want {
+		c.t.Fatalf("reply = %q, want code %d", text, want)
+	}
+	return text
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+func (c *client) cmd(line string, want int) string {
+	c.t.Helper()
+	c.send(line + "\r\n")
+	return c.expect(want)
+}
+
+// queueID extracts the id from "250 2.0.0 Ok: queued as <id>".
+func queueID(t testing.TB, reply string) string {
+	t.Helper()
+	i := strings.LastIndex(reply, " ")
+	if i < 0 || !strings.Contains(reply, "queued as") {
+		t.Fatalf("reply %q has no queue id", reply)
+	}
+	return strings.TrimSpace(reply[i+1:])
+}
+
+// transaction runs MAIL, RCPT and DATA with body (wire form, without the
+// terminating ".\r\n") and returns the queue id.
+func (c *client) transaction(from, body string) string {
+	c.t.Helper()
+	c.cmd("MAIL FROM:<"+from+">", 250)
+	c.cmd("RCPT TO:<rcpt@example.com>", 250)
+	c.cmd("DATA", 354)
+	c.send(body + ".\r\n")
+	return queueID(c.t, c.expect(250))
+}
+
+func checkBody(t testing.TB, b *memBackend, id, want string) {
+	t.Helper()
+	got, ok := b.body(id)
+	if !ok {
+		t.Fatalf("message %s not stored", id)
+	}
+	if string(got) != want {
+		t.Fatalf("body of %s = %q, want %q", id, got, want)
+	}
+}
+
+func forModes(t *testing.T, f func(t *testing.T, mode string)) {
+	for _, mode := range shardedModes {
+		t.Run("mode="+mode, func(t *testing.T) { f(t, mode) })
+	}
+}
+
+func TestShardGreeting(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		srv := startServer(t, testConfig(mode), newMemBackend())
+		c := dial(t, srv)
+		got := c.expect(220)
+		if !strings.HasPrefix(got, "220 mx.test ") {
+			t.Errorf("greeting = %q, want prefix %q", got, "220 mx.test ")
+		}
+		c.cmd("QUIT", 221)
+		if _, err := c.r.ReadByte(); err != io.EOF {
+			t.Errorf("read after QUIT: err = %v, want EOF", err)
+		}
+	})
+}
+
+func TestShardTransaction(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		b := newMemBackend()
+		srv := startServer(t, testConfig(mode), b)
+		c := dial(t, srv)
+		c.expect(220)
+		c.cmd("EHLO client.test", 250)
+		body := "Subject: hi\r\n\r\nline one\r\n..dot-stuffed\r\n"
+		id := c.transaction("a@example.com", body)
+		checkBody(t, b, id, body)
+		c.cmd("QUIT", 221)
+
+		st := srv.Stats()
+		if st.Accepted != 1 {
+			t.Errorf("Stats().Accepted = %d, want 1", st.Accepted)
+		}
+		if st.BytesIn == 0 || st.BytesOut == 0 {
+			t.Errorf("Stats() bytes in/out = %d/%d, want both > 0", st.BytesIn, st.BytesOut)
+		}
+	})
+}
+
+func TestShardPipelining(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		b := newMemBackend()
+		srv := startServer(t, testConfig(mode), b)
+		c := dial(t, srv)
+		c.expect(220)
+		c.cmd("EHLO client.test", 250)
+
+		const n = 20
+		var batch strings.Builder
+		for i := range n {
+			fmt.Fprintf(&batch, "MAIL FROM:<s%d@example.com>\r\nRCPT TO:<r@example.com>\r\nDATA\r\nmessage %d\r\n.\r\n", i, i)
+		}
+		batch.WriteString("QUIT\r\n")
+		c.send(batch.String())
+		for i := range n {
+			c.expect(250)
+			c.expect(250)
+			c.expect(354)
+			id := queueID(t, c.expect(250))
+			checkBody(t, b, id, fmt.Sprintf("message %d\r\n", i))
+		}
+		c.expect(221)
+	})
+}
+
+func TestShardManyConnections(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		b := newMemBackend()
+		srv := startServer(t, testConfig(mode), b)
+		const conns, msgs = 200, 3
+		var wg sync.WaitGroup
+		errs := make(chan error, conns)
+		for i := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- sendMessages(srv.Addrs()[0].String(), b, i, msgs)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := b.count(); got != conns*msgs {
+			t.Errorf("stored messages = %d, want %d", got, conns*msgs)
+		}
+	})
+}
+
+// sendMessages sends msgs messages on one connection and checks that each
+// stored body matches exactly. It is safe to call from any goroutine.
+func sendMessages(addr string, b *memBackend, conn, msgs int) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	c := &client{conn: nc, r: bufio.NewReader(nc)}
+	step := func(line string, want int) (string, error) {
+		if line != "" {
+			if _, err := io.WriteString(nc, line); err != nil {
+				return "", err
+			}
+		}
+		code, text, err := c.reply()
+		if err == nil && code != want {
+			err = fmt.Errorf("conn %d: after %q: reply %q, want %d", conn, line, text, want)
+		}
+		return text, err
+	}
+	if _, err := step("", 220); err != nil {
+		return err
+	}
+	if _, err := step("EHLO c\r\n", 250); err != nil {
+		return err
+	}
+	for m := range msgs {
+		body := fmt.Sprintf("From: c%d\r\n\r\n%s\r\n", conn, strings.Repeat(fmt.Sprintf("%d-%d ", conn, m), 100+m))
+		for _, s := range []struct {
+			line string
+			want int
+		}{{"MAIL FROM:<x@example.com>\r\n", 250}, {"RCPT TO:<y@example.com>\r\n", 250}, {"DATA\r\n", 354}} {
+			if _, err := step(s.line, s.want); err != nil {
+				return err
+			}
+		}
+		text, err := step(body+".\r\n", 250)
+		if err != nil {
+			return err
+		}
+		id := text[strings.LastIndex(strings.TrimSpace(text), " ")+1:]
+		id = strings.TrimSpace(id)
+		got, ok := b.body(id)
+		if !ok || string(got) != body {
+			return fmt.Errorf("conn %d message %d: stored %q, want %q", conn, m, got, body)
+		}
+	}
+	_, err = step("QUIT\r\n", 221)
+	return err
+}
+
+func TestShardByteByByte(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		b := newMemBackend()
+		srv := startServer(t, testConfig(mode), b)
+		c := dial(t, srv)
+		c.expect(220)
+		body := "Subject: slow\r\n\r\n..x\r\nend\r\n"
+		script := "EHLO slow.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" + body + ".\r\nQUIT\r\n"
+		go func() {
+			for i := range len(script) {
+				if _, err := c.conn.Write([]byte{script[i]}); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}()
+		c.expect(250)
+		c.expect(250)
+		c.expect(250)
+		c.expect(354)
+		id := queueID(t, c.expect(250))
+		checkBody(t, b, id, body)
+		c.expect(221)
+	})
+}
+
+func TestShardTimeout(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		cfg := testConfig(mode)
+		cfg.Timeouts = Timeouts{Command: 150 * time.Millisecond, Data: 150 * time.Millisecond}
+		srv := startServer(t, cfg, newMemBackend())
+
+		c := dial(t, srv)
+		c.expect(220)
+		c.cmd("EHLO idle.test", 250)
+		got := c.expect(421)
+		if !strings.Contains(got, "4.4.2") {
+			t.Errorf("timeout reply = %q, want enhanced code 4.4.2", got)
+		}
+		if _, err := c.r.ReadByte(); err != io.EOF {
+			t.Errorf("read after timeout: err = %v, want EOF", err)
+		}
+
+		// A client stalled inside DATA gets the same treatment.
+		d := dial(t, srv)
+		d.expect(220)
+		d.cmd("EHLO slow.test", 250)
+		d.cmd("MAIL FROM:<a@example.com>", 250)
+		d.cmd("RCPT TO:<b@example.com>", 250)
+		d.cmd("DATA", 354)
+		d.send("partial line")
+		d.expect(421)
+		if st := srv.Stats(); st.Timeouts != 2 {
+			t.Errorf("Stats().Timeouts = %d, want 2", st.Timeouts)
+		}
+	})
+}
+
+func TestShardConnectionLimits(t *testing.T) {
+	tests := []struct {
+		name         string
+		total, perIP int
+		allowed      int
+	}{
+		{"total", 3, 0, 3},
+		{"per-ip", 0, 2, 2},
+	}
+	forModes(t, func(t *testing.T, mode string) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				cfg := testConfig(mode)
+				cfg.MaxConnections, cfg.MaxConnectionsPerIP = tt.total, tt.perIP
+				srv := startServer(t, cfg, newMemBackend())
+				var open []*client
+				for range tt.allowed {
+					c := dial(t, srv)
+					c.expect(220)
+					open = append(open, c)
+				}
+				extra := dial(t, srv)
+				got := extra.expect(421)
+				if !strings.HasPrefix(got, "421 4.7.0 mx.test too many connections") {
+					t.Errorf("over-limit reply = %q, want 421 4.7.0 too many connections", got)
+				}
+				if _, err := extra.r.ReadByte(); err != io.EOF {
+					t.Errorf("read after 421: err = %v, want EOF", err)
+				}
+
+				// Closing one admitted session frees its place.
+				open[0].cmd("QUIT", 221)
+				open[0].r.ReadByte()
+				var again *client
+				for range 100 {
+					again = dial(t, srv)
+					if code, _, _ := again.reply(); code == 220 {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				again.cmd("NOOP", 250)
+				if st := srv.Stats(); st.Rejected == 0 {
+					t.Errorf("Stats().Rejected = 0, want > 0")
+				}
+			})
+		}
+	})
+}
+
+// selfSignedTLS returns a server config and a client config that trusts it.
+func selfSignedTLS(t testing.TB) (*tls.Config, *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx.test"},
+		DNSNames:     []string{"mx.test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return server, &tls.Config{RootCAs: pool, ServerName: "mx.test"}
+}
+
+func TestShardStartTLS(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		serverTLS, clientTLS := selfSignedTLS(t)
+		cfg := testConfig(mode)
+		cfg.TLS = serverTLS
+		b := newMemBackend()
+		srv := startServer(t, cfg, b)
+
+		c := dial(t, srv)
+		c.expect(220)
+		if ehlo := c.cmd("EHLO tls.test", 250); !strings.Contains(ehlo, "STARTTLS") {
+			t.Fatalf("EHLO reply %q does not offer STARTTLS", ehlo)
+		}
+		// The NOOP pipelined after STARTTLS is plaintext that must be
+		// discarded, not answered inside TLS.
+		c.send("STARTTLS\r\nNOOP\r\n")
+		c.expect(220)
+		tc := tls.Client(c.conn, clientTLS)
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		c.conn, c.r = tc, bufio.NewReader(tc)
+		if ehlo := c.cmd("EHLO tls.test", 250); strings.Contains(ehlo, "STARTTLS") {
+			t.Errorf("EHLO after TLS %q still offers STARTTLS", ehlo)
+		}
+		body := "Subject: secret\r\n\r\nover TLS\r\n"
+		id := c.transaction("a@example.com", body)
+		checkBody(t, b, id, body)
+		c.cmd("QUIT", 221)
+
+		if st := srv.Stats(); st.TLSHandoffs != 1 {
+			t.Errorf("Stats().TLSHandoffs = %d, want 1", st.TLSHandoffs)
+		}
+	})
+}
+
+func TestShardImplicitTLS(t *testing.T) {
+	serverTLS, clientTLS := selfSignedTLS(t)
+	cfg := testConfig("epoll")
+	cfg.TLS = serverTLS
+	cfg.Listeners = []Listener{{Addr: "127.0.0.1:0", TLS: true}}
+	b := newMemBackend()
+	srv := startServer(t, cfg, b)
+
+	conn, err := tls.Dial("tcp", srv.Addrs()[0].String(), clientTLS)
+	if err != nil {
+		t.Fatalf("tls dial: %v", err)
+	}
+	defer conn.Close()
+	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c.expect(220)
+	c.cmd("EHLO tls.test", 250)
+	id := c.transaction("a@example.com", "x\r\n")
+	checkBody(t, b, id, "x\r\n")
+	c.cmd("QUIT", 221)
+}
+
+func TestShardShutdown(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		b := newMemBackend()
+		srv, err := New(testConfig(mode), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+
+		idle := dial(t, srv)
+		idle.expect(220)
+		idle.cmd("EHLO idle.test", 250)
+
+		busy := dial(t, srv)
+		busy.expect(220)
+		busy.cmd("EHLO busy.test", 250)
+		busy.cmd("MAIL FROM:<a@example.com>", 250)
+		busy.cmd("RCPT TO:<b@example.com>", 250)
+		busy.cmd("DATA", 354)
+		busy.send("first half\r\n")
+
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- srv.Shutdown(ctx)
+		}()
+
+		// The idle session is told to go away at once.
+		if got := idle.expect(421); !strings.Contains(got, "4.3.2") {
+			t.Errorf("idle session reply = %q, want 421 4.3.2", got)
+		}
+		// The session inside DATA may finish its message, then gets 421.
+		busy.send("second half\r\n.\r\n")
+		id := queueID(t, busy.expect(250))
+		checkBody(t, b, id, "first half\r\nsecond half\r\n")
+		busy.expect(421)
+
+		if err := <-done; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if _, err := net.Dial("tcp", srv.Addrs()[0].String()); err == nil {
+			t.Errorf("dial after Shutdown succeeded, want connection refused")
+		}
+	})
+}
+
+func TestShardShutdownDeadline(t *testing.T) {
+	srv, err := New(testConfig("epoll"), newMemBackend())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, srv)
+	c.expect(220)
+	c.cmd("EHLO stuck.test", 250)
+	c.cmd("MAIL FROM:<a@example.com>", 250)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	c.expect(421)
+}
+
+func TestParseListenAddr(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    netip.AddrPort
+		wantErr bool
+	}{
+		{"127.0.0.1:25", netip.MustParseAddrPort("127.0.0.1:25"), false},
+		{":2525", netip.MustParseAddrPort("[::]:2525"), false},
+		{"[::1]:25", netip.MustParseAddrPort("[::1]:25"), false},
+		{"localhost:25", netip.AddrPort{}, true},
+		{"127.0.0.1", netip.AddrPort{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseListenAddr(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseListenAddr(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
