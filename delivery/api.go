@@ -33,6 +33,9 @@ type DialOptions struct {
 	SourceIP netip.Addr    // zero: kernel's choice
 	Timeout  time.Duration // connect+greeting; 0 means 5m (RFC 5321 4.5.3.2)
 	UseTLS   bool          // STARTTLS when offered (opportunistic, no verification)
+	// ServerName is the MX host name sent in the TLS server name indication;
+	// empty sends none.
+	ServerName string
 
 	// Reply timeouts of RFC 5321 section 4.5.3.2; zero means the RFC value.
 	CommandTimeout   time.Duration // EHLO, MAIL, RCPT, RSET, STARTTLS: 5m

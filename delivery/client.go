@@ -191,7 +191,7 @@ func (c *Conn) handshake(useTLS bool) error {
 		return nil
 	}
 	tc := tls.Client(c.nc, &tls.Config{
-		ServerName: c.opts.HeloName,
+		ServerName: c.opts.ServerName,
 		// Opportunistic STARTTLS between MTAs (RFC 7435): encryption
 		// against passive observers, no authentication, as receiving MTAs
 		// rarely have certificates that match their MX names.

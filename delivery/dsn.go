@@ -200,8 +200,9 @@ func headerBlock(msg []byte) []byte {
 }
 
 // writeField writes "name: value" with CRLF, folded at spaces so lines stay
-// near maxHeaderLine octets, and runs of white space collapsed to one. Control characters in value become spaces, so
-// text from a remote server cannot add header fields.
+// near maxHeaderLine octets. Runs of white space collapse to one space and
+// control characters become spaces, so text from a remote server cannot add
+// header fields.
 func writeField(b *bytes.Buffer, name, value string) {
 	line := name + ":"
 	for i, word := range strings.Fields(oneLine(value)) {
