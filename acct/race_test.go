@@ -1,0 +1,5 @@
+//go:build race
+
+package acct
+
+const raceEnabled = true
