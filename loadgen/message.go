@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -55,7 +56,17 @@ func AppendMessage(buf []byte, p MessageParams, r *rand.Rand) []byte {
 	buf = fmt.Appendf(buf, "Message-ID: <%s>\r\n", p.MessageID)
 	buf = append(buf, "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"...)
 
-	// Fill the body with word lines until the target size is reached. A
+	// Copy whole lines from the shared body text, then write the last
+	// line or two word by word so the total comes out exact.
+	pool := bodyText()
+	off := r.IntN(len(pool)/bodyLineWithCRLF) * bodyLineWithCRLF
+	for remaining := p.Size - (len(buf) - start); remaining > 2*bodyLineWithCRLF; remaining = p.Size - (len(buf) - start) {
+		n := min((remaining-bodyLineWithCRLF)/bodyLineWithCRLF*bodyLineWithCRLF, len(pool)-off)
+		buf = append(buf, pool[off:off+n]...)
+		off = (off + n) % len(pool)
+	}
+
+	// Fill the rest with word lines until the target size is reached. A
 	// line is shortened when a full one would leave a single octet, so the
 	// total comes out exact (a remainder of 2 becomes an empty line).
 	for remaining := p.Size - (len(buf) - start); remaining > 0; remaining = p.Size - (len(buf) - start) {
@@ -70,6 +81,23 @@ func AppendMessage(buf []byte, p MessageParams, r *rand.Rand) []byte {
 	}
 	return buf
 }
+
+// bodyLineWithCRLF is the length of a full body line with its CRLF.
+const bodyLineWithCRLF = bodyLineLength + 2
+
+// bodyText returns 1 MiB or so of word lines, generated once with a fixed
+// seed. Copying from it makes a 10 KiB message cost a few microseconds,
+// so the generator does not limit the measured rate.
+var bodyText = sync.OnceValue(func() []byte {
+	const lines = 16384
+	r := rand.New(rand.NewPCG(0x5eed, 1))
+	text := make([]byte, 0, lines*bodyLineWithCRLF)
+	for range lines {
+		text = appendWordLine(text, bodyLineLength, r)
+		text = append(text, "\r\n"...)
+	}
+	return text
+})
 
 // appendWordLine appends exactly n octets of space-separated words.
 func appendWordLine(buf []byte, n int, r *rand.Rand) []byte {
