@@ -53,18 +53,24 @@ type txResult struct {
 	rejected []*replyError // recipients answered otherwise
 }
 
+// newClient wraps conn. writeBuffer is in octets: Send uses 64 KiB so a
+// whole message goes out in one write, idle connections use 4 KiB.
+func newClient(conn net.Conn, timeout time.Duration, writeBuffer int) *client {
+	return &client{
+		conn:    conn,
+		r:       bufio.NewReaderSize(conn, 4<<10),
+		w:       bufio.NewWriterSize(conn, writeBuffer),
+		timeout: timeout,
+	}
+}
+
 // dialClient connects, reads the greeting and sends EHLO.
-func dialClient(addr string, timeout time.Duration, pipelining bool) (*client, error) {
+func dialClient(addr string, timeout time.Duration, pipelining bool, writeBuffer int) (*client, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: connecting to %s: %w", addr, err)
 	}
-	c := &client{
-		conn:    conn,
-		r:       bufio.NewReaderSize(conn, 16<<10),
-		w:       bufio.NewWriterSize(conn, 64<<10),
-		timeout: timeout,
-	}
+	c := newClient(conn, timeout, writeBuffer)
 	if err := c.expect("greeting", 220); err != nil {
 		conn.Close()
 		return nil, err

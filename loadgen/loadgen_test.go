@@ -576,3 +576,27 @@ func TestReportBenchmarkLine(t *testing.T) {
 		t.Errorf("BenchmarkLine() = %q, want %q", got, want)
 	}
 }
+
+func TestHoldIdleOpensConnections(t *testing.T) {
+	sink := startTestSink(t, SinkConfig{})
+	for _, ehlo := range []bool{false, true} {
+		before := sink.Stats().Connections
+		var ready int
+		open, err := HoldIdle(context.Background(), IdleConfig{
+			Target:      sink.Addr(),
+			Connections: 250,
+			Hold:        10 * time.Millisecond,
+			EHLO:        ehlo,
+			Ready:       func(n int) { ready = n },
+		})
+		if err != nil {
+			t.Fatalf("HoldIdle(ehlo=%v): %v", ehlo, err)
+		}
+		if open != 250 || ready != 250 {
+			t.Errorf("HoldIdle(ehlo=%v) open = %d, ready = %d, want 250", ehlo, open, ready)
+		}
+		if got := sink.Stats().Connections - before; got != 250 {
+			t.Errorf("HoldIdle(ehlo=%v): sink saw %d connections, want 250", ehlo, got)
+		}
+	}
+}

@@ -240,7 +240,7 @@ func (wk *worker) run(ctx context.Context, jobs <-chan job, connected *atomic.Ui
 		// spent reconnecting counts as latency.
 		for c == nil {
 			var err error
-			c, err = dialClient(wk.cfg.Target, wk.cfg.Timeout, wk.cfg.Pipelining)
+			c, err = dialClient(wk.cfg.Target, wk.cfg.Timeout, wk.cfg.Pipelining, 64<<10)
 			if err == nil {
 				connected.Add(1)
 				break

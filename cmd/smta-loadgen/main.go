@@ -17,6 +17,7 @@ func main() {
 		Commands: []*cli.Command{
 			sendCommand(),
 			sinkCommand(),
+			idleCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
