@@ -142,6 +142,11 @@ func (l *Logger) flushAll() error {
 		before := s.size
 		errs = append(errs, s.flush())
 		l.bytes.Add(uint64(s.size - before))
+		if s.size >= s.segmentSize {
+			// Seal now rather than at the next sync round, so segments stay
+			// close to segmentSize under load.
+			errs = append(errs, s.sync())
+		}
 	}
 	return errors.Join(errs...)
 }
