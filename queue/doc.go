@@ -1,0 +1,67 @@
+// Package queue schedules delivery of spooled messages: it sits between the
+// spool, which makes messages durable, and delivery, which speaks SMTP to the
+// next hop.
+//
+// # Queues
+//
+// Recipients are grouped by destination domain, lowercased and without a
+// trailing dot; each domain has one queue, named after it ("example.com").
+// A message with recipients in several domains is in several queues at once,
+// each holding an item with the indexes of that domain's recipients. Items
+// of one message share one lock, which guards the recipients' states and
+// serializes the spool updates of that message.
+//
+// # Ready and scheduled
+//
+// A queue has a ready list (FIFO of items due now) and a schedule (a min-heap
+// of items by next-attempt time). Enqueue puts an item on the ready list, or
+// on the schedule when its recipients carry a NextAttempt in the future, as
+// recovered messages may. Each queue owns one runtime timer set to its
+// earliest event (first scheduled item or end of a backoff); when it fires,
+// due items move to the ready list. The Go runtime's timer heap thus orders
+// the queues, and no goroutine scans all queues. A heap rather than a timer
+// wheel because retry intervals range from milliseconds to days, which a
+// wheel of fixed resolution and horizon serves poorly.
+//
+// # Workers
+//
+// A delivery worker is a goroutine bound to one queue. Workers start when
+// the queue has ready items that no starting worker will take, up to the
+// policy's MaxSMTPOut per queue. A worker takes an item, resolves the next
+// hop (the policy route, else MX records in preference order, each address
+// tried until one greets), and then sends item after item over that one
+// connection while the queue has ready items and MaxMsgPerConn allows, then
+// sends QUIT. When the queue still has ready items, the exiting worker's
+// replacement opens a fresh connection.
+//
+// A worker that cannot reach any next hop fails its item with a transient
+// error. If no other worker of the queue is connected, it also fails every
+// ready item and puts the queue in backoff for RetryAfter, so a dead
+// destination costs one connection attempt per retry interval instead of one
+// per message. A permanent failure to route (null MX, RFC 7505; NXDOMAIN)
+// bounces every ready item at once.
+//
+// # Results
+//
+// Per recipient: 2xx is delivered; 5xx bounces; 4xx, a lost connection or a
+// DNS failure is transient: Attempts grows and the recipient is scheduled
+// RetryAfter later (a fixed interval, as in PowerMTA's retry-after), unless
+// the message is older than BounceAfter, in which case it expires. Each
+// outcome writes one accounting record (d, t, b or e). The bounced and
+// expired recipients of one attempt produce one DSN (RFC 3464) to the
+// envelope sender, with the null reverse-path, unless the sender is itself
+// null (no bounce loops), the policy disables DSNs, or the recipient's
+// NOTIFY excludes failures.
+//
+// # What is persisted when
+//
+// Messages are durable before Enqueue (the spool synced them before the
+// client saw 250). After each attempt the recipient states go to
+// spool.Update, which is not synced, or, when every recipient is final, the
+// message goes with spool.Remove. A DSN is stored with spool.Inject, which
+// syncs, before the states that caused it. So a crash can lose only recent
+// state updates: recovery then delivers those recipients again, and may
+// send a DSN twice. Delivery is at least once; it never loses a recipient.
+// A transaction aborted by Stop leaves its recipients pending for the same
+// reason.
+package queue

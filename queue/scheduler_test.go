@@ -1,0 +1,579 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"smta/acct"
+	"smta/delivery"
+	"smta/internal/testdns"
+	"smta/spool"
+)
+
+// waitLimit bounds every wait for an asynchronous outcome. It is a guard
+// against a hung test, not a performance assertion.
+const waitLimit = 20 * time.Second
+
+const testBody = "From: <s@sender.test>\r\nTo: <a@one.test>\r\nSubject: test\r\nMessage-ID: <1@sender.test>\r\n\r\nhello\r\n..leading dot\r\n"
+
+// harness is a Scheduler over a real spool and a real accounting log in
+// t.TempDir().
+type harness struct {
+	t       *testing.T
+	acctDir string
+	sp      *spool.Spool
+	acct    *acct.Logger
+	s       *Scheduler
+
+	stopOnce sync.Once
+}
+
+// testLogger sends slog output to t.Log, at debug level so a failing test
+// shows the scheduler's decisions.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// newHarness opens a spool and an accounting log in dir and a Scheduler with
+// o, whose Spool, Acct, HostName and Logger it fills in when unset.
+func newHarness(t *testing.T, dir string, o Options) *harness {
+	t.Helper()
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatalf("spool.Open: %v", err)
+	}
+	acctDir := t.TempDir() // per run, so records() sees only this run's records
+	al, err := acct.Open(acct.Options{Dir: acctDir, Logger: testLogger(t)})
+	if err != nil {
+		sp.Close()
+		t.Fatalf("acct.Open: %v", err)
+	}
+	o.Spool = sp
+	o.Acct = al
+	if o.HostName == "" {
+		o.HostName = "relay.test"
+	}
+	if o.Logger == nil {
+		o.Logger = testLogger(t)
+	}
+	h := &harness{t: t, acctDir: acctDir, sp: sp, acct: al, s: New(o)}
+	t.Cleanup(h.stop)
+	return h
+}
+
+// submit stores a message the way the HTTP API does and enqueues it.
+func (h *harness) submit(env *spool.Envelope, body string) *spool.Message {
+	h.t.Helper()
+	if env.Received.IsZero() {
+		env.Received = time.Now()
+	}
+	m, err := h.sp.Inject(env, []byte(body))
+	if err != nil {
+		h.t.Fatalf("Inject: %v", err)
+	}
+	h.s.Enqueue(m)
+	return m
+}
+
+// stop stops the scheduler and closes the accounting log and the spool.
+func (h *harness) stop() {
+	h.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if err := h.s.Stop(ctx); err != nil {
+			h.t.Errorf("Stop: %v", err)
+		}
+		if err := h.acct.Close(); err != nil {
+			h.t.Errorf("acct Close: %v", err)
+		}
+		if err := h.sp.Close(); err != nil {
+			h.t.Errorf("spool Close: %v", err)
+		}
+	})
+}
+
+// records stops the harness and returns the accounting records written.
+func (h *harness) records() []acct.Record {
+	h.t.Helper()
+	h.stop()
+	f, err := os.Open(filepath.Join(h.acctDir, "acct.json"))
+	if err != nil {
+		h.t.Fatalf("reading accounting file: %v", err)
+	}
+	defer f.Close()
+	var recs []acct.Record
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r acct.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			h.t.Fatalf("accounting line %q: %v", sc.Text(), err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// queue returns the QueueInfo of name, or a zero one.
+func (h *harness) queue(name string) QueueInfo {
+	for _, q := range h.s.Queues() {
+		if q.Name == name {
+			return q
+		}
+	}
+	return QueueInfo{}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// routes returns a Policy function that routes each listed domain to its
+// address and applies base to every domain.
+func routes(base Policy, byDomain map[string]string) func(string) Policy {
+	return func(domain string) Policy {
+		p := base
+		p.Route = byDomain[domain]
+		return p
+	}
+}
+
+func rcpts(addrs ...string) []spool.Recipient {
+	rs := make([]spool.Recipient, len(addrs))
+	for i, a := range addrs {
+		rs[i] = spool.Recipient{Addr: a}
+	}
+	return rs
+}
+
+func recordsOfType(recs []acct.Record, typ string) []acct.Record {
+	var out []acct.Record
+	for _, r := range recs {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// dsnField returns the value of the first "name: value" line in a DSN.
+func dsnField(data, name string) string {
+	for _, line := range strings.Split(data, "\r\n") {
+		if v, ok := strings.CutPrefix(line, name+": "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestDeliverTwoDomainsViaRoute(t *testing.T) {
+	rx1, rx2 := startReceiver(t), startReceiver(t)
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{DSN: true}, map[string]string{"one.test": rx1.addr(), "two.test": rx2.addr()}),
+	})
+	h.s.Start()
+	m := h.submit(&spool.Envelope{
+		From:       "s@sender.test",
+		Rcpts:      rcpts("a@one.test", "b@Two.Test", "c@ONE.test"),
+		ClientAddr: "192.0.2.1:40000",
+		Helo:       "client.test",
+		EnvID:      "env-1",
+		JobID:      "job-1",
+	}, testBody)
+	waitFor(t, "both deliveries", func() bool { return len(rx1.messages()) == 1 && len(rx2.messages()) == 1 })
+	waitFor(t, "spool removal", func() bool { return h.sp.Stats().Messages == 0 })
+
+	got1, got2 := rx1.messages()[0], rx2.messages()[0]
+	if want := []string{"a@one.test", "c@ONE.test"}; !slices.Equal(got1.rcpts, want) {
+		t.Errorf("one.test recipients = %q, want %q", got1.rcpts, want)
+	}
+	if want := []string{"b@Two.Test"}; !slices.Equal(got2.rcpts, want) {
+		t.Errorf("two.test recipients = %q, want %q", got2.rcpts, want)
+	}
+	if got1.from != "s@sender.test" {
+		t.Errorf("MAIL FROM = %q, want %q", got1.from, "s@sender.test")
+	}
+	if !strings.HasPrefix(got1.data, "Received: from client.test ([192.0.2.1])\r\n\tby relay.test (smta) with ESMTP id "+m.Env.ID+"; ") {
+		t.Errorf("two-recipient copy starts %q, want a Received header without a for clause", firstLines(got1.data, 3))
+	}
+	if !strings.Contains(got2.data, "\r\n\tfor <b@Two.Test>; ") {
+		t.Errorf("one-recipient copy starts %q, want a for clause", firstLines(got2.data, 3))
+	}
+	for _, got := range []rxMessage{got1, got2} {
+		if !strings.HasSuffix(got.data, testBody) {
+			t.Errorf("delivered data ends %q, want the stored body %q", got.data, testBody)
+		}
+	}
+
+	infos := map[string]QueueInfo{}
+	for _, q := range h.s.Queues() {
+		infos[q.Name] = q
+	}
+	if infos["one.test"].Delivered != 2 || infos["two.test"].Delivered != 1 {
+		t.Errorf("Queues delivered = one.test %d, two.test %d, want 2 and 1", infos["one.test"].Delivered, infos["two.test"].Delivered)
+	}
+
+	recs := h.records()
+	ds := recordsOfType(recs, acct.TypeDelivered)
+	if len(ds) != 3 || len(recs) != 3 {
+		t.Fatalf("accounting = %d records, %d of type d, want 3 and 3: %+v", len(recs), len(ds), recs)
+	}
+	for _, r := range ds {
+		wantQueue := domainOf(r.Rcpt)
+		if r.Queue != wantQueue || r.MsgID != m.Env.ID || r.Orig != "s@sender.test" ||
+			r.DSNAction != "delivered" || r.DSNStatus != "2.0.0 (success)" || r.NumAttempts != 1 ||
+			r.DlvDestinationIP != "127.0.0.1" || r.DlvSourceIP != "127.0.0.1" || r.DSNMta != "127.0.0.1 (127.0.0.1)" ||
+			r.SrcMta != "client.test (192.0.2.1)" || r.JobID != "job-1" || r.EnvID != "env-1" || r.DlvSize != int64(len(testBody)) ||
+			!strings.HasPrefix(r.DSNDiag, "smtp;250 2.0.0") {
+			t.Errorf("d record = %+v, want queue %s, msg %s, delivered 2.0.0 over 127.0.0.1", r, wantQueue, m.Env.ID)
+		}
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitAfterN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "")
+}
+
+func TestDeliverViaMX(t *testing.T) {
+	rx := startReceiver(t)
+	dns := testdns.Start(t)
+	dns.AddMX("mx.test", 20, "backup.mx.test")
+	dns.AddMX("mx.test", 10, "mail.mx.test")
+	dns.AddA("mail.mx.test", "127.0.0.1")
+	dns.AddA("backup.mx.test", "127.0.0.2")
+
+	h := newHarness(t, t.TempDir(), Options{
+		Resolver: delivery.NewResolver(dns.Addr()),
+		MXPort:   rx.port(),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@mx.test")}, testBody)
+	waitFor(t, "delivery", func() bool { return len(rx.messages()) == 1 })
+
+	recs := h.records()
+	if len(recs) != 1 || recs[0].Type != acct.TypeDelivered {
+		t.Fatalf("accounting = %+v, want one d record", recs)
+	}
+	if got, want := recs[0].DSNMta, "mail.mx.test (127.0.0.1)"; got != want {
+		t.Errorf("dsnMta = %q, want %q (the preferred MX)", got, want)
+	}
+}
+
+func TestTransientThenDelivered(t *testing.T) {
+	rx := startReceiver(t)
+	rx.script("a@one.test", "451 4.2.0 mailbox busy", "452 4.2.2 over quota for now")
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{RetryAfter: 50 * time.Millisecond}, map[string]string{"one.test": rx.addr()}),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+	waitFor(t, "delivery after retries", func() bool { return len(rx.messages()) == 1 })
+	waitFor(t, "spool removal", func() bool { return h.sp.Stats().Messages == 0 })
+
+	recs := h.records()
+	var types []string
+	for _, r := range recs {
+		types = append(types, r.Type)
+	}
+	if want := []string{"t", "t", "d"}; !slices.Equal(types, want) {
+		t.Fatalf("record types = %q, want %q", types, want)
+	}
+	if recs[0].DSNAction != "delayed" || recs[0].DSNDiag != "smtp;451 4.2.0 mailbox busy" || recs[0].NumAttempts != 1 {
+		t.Errorf("first t record = %+v, want delayed 451 4.2.0 at attempt 1", recs[0])
+	}
+	if recs[2].NumAttempts != 3 {
+		t.Errorf("d record numAttempts = %d, want 3", recs[2].NumAttempts)
+	}
+	if n := rx.connections(); n != 3 {
+		t.Errorf("receiver connections = %d, want 3 (one per attempt)", n)
+	}
+}
+
+func TestBounceSendsDSN(t *testing.T) {
+	dest, home := startReceiver(t), startReceiver(t)
+	dest.script("a@dest.test", "550 5.1.1 no such user")
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{DSN: true}, map[string]string{"dest.test": dest.addr(), "sender.test": home.addr()}),
+	})
+	h.s.Start()
+	m := h.submit(&spool.Envelope{
+		From:  "s@sender.test",
+		Rcpts: []spool.Recipient{{Addr: "a@dest.test", ORcpt: "rfc822;a@dest.test"}, {Addr: "b@dest.test"}},
+		EnvID: "env-7",
+	}, testBody)
+	waitFor(t, "the DSN", func() bool { return len(home.messages()) == 1 })
+	waitFor(t, "spool removal", func() bool { return h.sp.Stats().Messages == 0 })
+
+	if got := dest.messages(); len(got) != 1 || !slices.Equal(got[0].rcpts, []string{"b@dest.test"}) {
+		t.Errorf("destination got %+v, want one message for b@dest.test", got)
+	}
+	dsn := home.messages()[0]
+	if dsn.from != "" {
+		t.Errorf("DSN reverse-path = %q, want the null sender", dsn.from)
+	}
+	if !slices.Equal(dsn.rcpts, []string{"s@sender.test"}) {
+		t.Errorf("DSN recipients = %q, want the original sender", dsn.rcpts)
+	}
+	for name, want := range map[string]string{
+		"Final-Recipient":      "rfc822; a@dest.test",
+		"Action":               "failed",
+		"Status":               "5.1.1",
+		"Diagnostic-Code":      "smtp; 550 5.1.1 no such user",
+		"Original-Envelope-Id": "env-7",
+		"Reporting-MTA":        "dns; relay.test",
+	} {
+		if got := dsnField(dsn.data, name); got != want {
+			t.Errorf("DSN field %s = %q, want %q", name, got, want)
+		}
+	}
+	if strings.Contains(dsn.data, "b@dest.test") {
+		t.Errorf("DSN mentions the delivered recipient b@dest.test")
+	}
+
+	recs := h.records()
+	bs := recordsOfType(recs, acct.TypeBounced)
+	if len(bs) != 1 {
+		t.Fatalf("b records = %+v, want one", bs)
+	}
+	if bs[0].Rcpt != "a@dest.test" || bs[0].BounceCat != delivery.CategoryBadMailbox || bs[0].MsgID != m.Env.ID ||
+		bs[0].DSNStatus != "5.1.1 (bad destination mailbox address)" || bs[0].ORcpt != "rfc822;a@dest.test" {
+		t.Errorf("b record = %+v, want a@dest.test bad-mailbox 5.1.1", bs[0])
+	}
+	if n := len(recordsOfType(recs, acct.TypeDelivered)); n != 2 {
+		t.Errorf("d records = %d, want 2 (b@dest.test and the DSN)", n)
+	}
+}
+
+func TestNullMXBouncesAtOnce(t *testing.T) {
+	home := startReceiver(t)
+	dns := testdns.Start(t)
+	dns.SetNullMX("null.test")
+	h := newHarness(t, t.TempDir(), Options{
+		Resolver: delivery.NewResolver(dns.Addr()),
+		Policy:   routes(Policy{DSN: true}, map[string]string{"sender.test": home.addr()}),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("x@null.test")}, testBody)
+	waitFor(t, "the DSN", func() bool { return len(home.messages()) == 1 })
+
+	if got := dsnField(home.messages()[0].data, "Status"); got != "5.1.10" {
+		t.Errorf("DSN Status = %q, want 5.1.10 (null MX)", got)
+	}
+	recs := h.records()
+	if n := len(recordsOfType(recs, acct.TypeTransient)); n != 0 {
+		t.Errorf("t records = %d, want 0: a null MX is final", n)
+	}
+	bs := recordsOfType(recs, acct.TypeBounced)
+	if len(bs) != 1 || bs[0].Rcpt != "x@null.test" || bs[0].NumAttempts != 1 {
+		t.Errorf("b records = %+v, want one for x@null.test at attempt 1", bs)
+	}
+}
+
+func TestNoDSNForNullSender(t *testing.T) {
+	dest := startReceiver(t)
+	dest.script("a@dest.test", "550 5.1.1 no such user")
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{DSN: true}, map[string]string{"dest.test": dest.addr()}),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "", Rcpts: rcpts("a@dest.test")}, testBody)
+	waitFor(t, "the bounce", func() bool { return h.queue("dest.test").Failed == 1 })
+
+	// finish stores and enqueues a DSN before it counts the failure, so
+	// any DSN would be visible by now.
+	if n := h.sp.Stats().Messages; n != 0 {
+		t.Errorf("spool holds %d messages after the bounce, want 0 (no DSN)", n)
+	}
+	if qs := h.s.Queues(); len(qs) != 1 {
+		t.Errorf("queues = %+v, want only dest.test", qs)
+	}
+	recs := h.records()
+	if len(recs) != 1 || recs[0].Type != acct.TypeBounced {
+		t.Errorf("accounting = %+v, want one b record", recs)
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	dest, home := startReceiver(t), startReceiver(t)
+	dest.script("a@dest.test", "451 4.3.0 try later")
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{DSN: true, BounceAfter: time.Hour}, map[string]string{"dest.test": dest.addr(), "sender.test": home.addr()}),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{
+		From:     "s@sender.test",
+		Rcpts:    rcpts("a@dest.test"),
+		Received: time.Now().Add(-2 * time.Hour),
+	}, testBody)
+	waitFor(t, "the DSN", func() bool { return len(home.messages()) == 1 })
+
+	dsn := home.messages()[0].data
+	if got := dsnField(dsn, "Status"); got != "4.4.7" {
+		t.Errorf("DSN Status = %q, want 4.4.7 (delivery time expired)", got)
+	}
+	if got := dsnField(dsn, "Action"); got != "failed" {
+		t.Errorf("DSN Action = %q, want failed", got)
+	}
+	recs := h.records()
+	es := recordsOfType(recs, acct.TypeExpired)
+	if len(es) != 1 {
+		t.Fatalf("e records = %+v, want one", recs)
+	}
+	if es[0].BounceCat != delivery.CategoryMessageExpired || es[0].DSNStatus != "4.4.7 (delivery time expired)" ||
+		es[0].DSNDiag != "smtp;451 4.3.0 try later" {
+		t.Errorf("e record = %+v, want message-expired 4.4.7 with the last reply", es[0])
+	}
+}
+
+func TestConnectionReuse(t *testing.T) {
+	const messages = 5
+	tests := []struct {
+		maxMsgPerConn int
+		wantConns     int
+	}{
+		{0, 1},
+		{2, 3},
+		{5, 1},
+	}
+	for _, tt := range tests {
+		rx := startReceiver(t)
+		h := newHarness(t, t.TempDir(), Options{
+			Policy: routes(Policy{MaxSMTPOut: 1, MaxMsgPerConn: tt.maxMsgPerConn}, map[string]string{"one.test": rx.addr()}),
+		})
+		for range messages {
+			h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+		}
+		h.s.Start()
+		waitFor(t, "every delivery", func() bool { return len(rx.messages()) == messages })
+		h.stop()
+
+		if got := rx.connections(); got != tt.wantConns {
+			t.Errorf("MaxMsgPerConn=%d: connections = %d, want %d", tt.maxMsgPerConn, got, tt.wantConns)
+		}
+		perConn := map[int]int{}
+		for _, m := range rx.messages() {
+			perConn[m.conn]++
+		}
+		for c, n := range perConn {
+			if tt.maxMsgPerConn > 0 && n > tt.maxMsgPerConn {
+				t.Errorf("MaxMsgPerConn=%d: connection %d carried %d messages", tt.maxMsgPerConn, c, n)
+			}
+		}
+	}
+}
+
+func TestRecoveryDeliversTheRest(t *testing.T) {
+	dir := t.TempDir()
+	rx := startReceiver(t)
+	rx.script("b@dest.test", "451 4.2.0 later")
+	policy := routes(Policy{RetryAfter: time.Hour}, map[string]string{"dest.test": rx.addr(), "paused.test": rx.addr()})
+
+	// First run: a@dest.test is delivered, b@dest.test deferred by an hour,
+	// and the paused queue never sends.
+	h1 := newHarness(t, dir, Options{Policy: policy})
+	h1.s.Pause("paused.test")
+	h1.s.Start()
+	m1 := h1.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@dest.test", "b@dest.test")}, testBody)
+	m2 := h1.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("c@paused.test")}, testBody)
+	waitFor(t, "the first attempt", func() bool { return h1.queue("dest.test").Scheduled == 1 })
+	if q := h1.queue("paused.test"); q.Mode != ModePaused || q.Ready != 1 {
+		t.Errorf("paused.test = %+v, want paused with 1 ready", q)
+	}
+	h1.stop()
+
+	// Recovery: both messages come back with their states.
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatalf("reopening spool: %v", err)
+	}
+	recovered := map[string]*spool.Message{}
+	if err := sp.Recover(func(m *spool.Message) { recovered[m.Env.ID] = m }); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	sp.Close()
+	if len(recovered) != 2 || recovered[m1.Env.ID] == nil || recovered[m2.Env.ID] == nil {
+		t.Fatalf("recovered %d messages, want %s and %s", len(recovered), m1.Env.ID, m2.Env.ID)
+	}
+	r1 := recovered[m1.Env.ID].Env.Rcpts
+	if r1[0].State != spool.RcptDelivered || r1[1].State != spool.RcptPending || r1[1].Attempts != 1 || r1[1].NextAttempt.IsZero() {
+		t.Errorf("recovered recipients = %+v, want a delivered, b pending after 1 attempt with a next attempt", r1)
+	}
+
+	// Second run, with a clock two hours ahead so b's retry is due.
+	h2 := newHarness(t, dir, Options{
+		Policy: policy,
+		Now:    func() time.Time { return time.Now().Add(2 * time.Hour) },
+	})
+	if err := h2.sp.Recover(h2.s.Enqueue); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	h2.s.Start()
+	waitFor(t, "the rest", func() bool { return len(rx.messages()) == 3 })
+	waitFor(t, "spool removal", func() bool { return h2.sp.Stats().Messages == 0 })
+
+	var got []string
+	for _, m := range rx.messages() {
+		got = append(got, m.rcpts...)
+	}
+	slices.Sort(got)
+	if want := []string{"a@dest.test", "b@dest.test", "c@paused.test"}; !slices.Equal(got, want) {
+		t.Errorf("delivered recipients = %q, want %q, each once", got, want)
+	}
+	recs := h2.records()
+	if len(recs) != 2 {
+		t.Fatalf("second run records = %+v, want 2", recs)
+	}
+	for _, r := range recs {
+		if r.Type != acct.TypeDelivered {
+			t.Errorf("record %+v, want type d", r)
+		}
+		if r.Rcpt == "b@dest.test" && r.NumAttempts != 2 {
+			t.Errorf("b@dest.test numAttempts = %d, want 2", r.NumAttempts)
+		}
+	}
+}
+
+func TestEnqueueFutureGoesToSchedule(t *testing.T) {
+	s := New(Options{HostName: "relay.test", Logger: testLogger(t)})
+	future := time.Now().Add(time.Hour)
+	s.Enqueue(&spool.Message{Env: spool.Envelope{ID: "m1", Rcpts: []spool.Recipient{
+		{Addr: "a@x.test", NextAttempt: future},
+		{Addr: "b@x.test"},
+		{Addr: "c@y.test", State: spool.RcptDelivered},
+		{Addr: "d@Y.test."},
+	}}})
+	got := s.Queues()
+	want := []QueueInfo{
+		{Name: "x.test", Ready: 1, Scheduled: 1, Mode: ModeNormal},
+		{Name: "y.test", Ready: 1, Mode: ModeNormal},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Queues() = %+v, want %+v", got, want)
+	}
+	if err := s.Stop(context.Background()); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+}
