@@ -132,10 +132,10 @@ func BuildDSN(p DSNParams) []byte {
 		if len(original) > 0 && !bytes.HasSuffix(original, []byte("\r\n")) {
 			b.WriteString("\r\n")
 		}
-	} else {
-		b.WriteString("\r\n")
 	}
-	b.WriteString("--" + boundary + "--\r\n")
+	// The CRLF before a boundary belongs to the delimiter (RFC 2046
+	// section 5.1.1), so this one keeps the part's own last CRLF.
+	b.WriteString("\r\n--" + boundary + "--\r\n")
 	return b.Bytes()
 }
 
@@ -154,9 +154,27 @@ func humanReport(p DSNParams, delayed bool) string {
 		if f.RemoteMTA != "" {
 			s.WriteString(" (host " + f.RemoteMTA + ")")
 		}
-		s.WriteString(":\n    " + oneLine(f.Diagnostic) + "\n")
+		s.WriteString(":\n")
+		wrap(&s, "    ", oneLine(f.Diagnostic))
 	}
 	return s.String()
+}
+
+// wrap writes text as lines of about maxHeaderLine octets, each starting
+// with indent. A word longer than a line gets a line of its own.
+func wrap(s *strings.Builder, indent, text string) {
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if len(line) > len(indent) && len(line)+1+len(word) > maxHeaderLine {
+			s.WriteString(line + "\n")
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += word
+	}
+	s.WriteString(line + "\n")
 }
 
 // dsnStatus picks the Status field: the given one, else the enhanced code
