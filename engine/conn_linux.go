@@ -18,6 +18,12 @@ import (
 // REQUIRES: the caller is the shard thread.
 func (sh *shard) serve(slot uint32) {
 	c := &sh.conns[slot]
+	if c.flags&flagTLSPending != 0 {
+		if sh.flush(c) && sh.uring.readyForHandOff(c) {
+			sh.handOffTLS(c)
+		}
+		return
+	}
 	for reads := 0; ; reads++ {
 		if !sh.feed(c) {
 			return // closed or handed off
@@ -33,6 +39,12 @@ func (sh *shard) serve(slot uint32) {
 		}
 		if sh.draining && sh.idle(c) {
 			sh.shutdownConn(c)
+			return
+		}
+		if sh.uring != nil {
+			// Input arrives by completion; the receive completion or the
+			// commit completion calls serve again.
+			sh.uring.resume(c)
 			return
 		}
 		if c.sess.Pending() || c.flags&(flagReadable|flagPeerClosed) != flagReadable ||
@@ -118,6 +130,9 @@ func (sh *shard) feed(c *conn) bool {
 		n, ev := sess.Feed(in)
 		c.r += int32(n)
 		if n == 0 && ev.Kind == smtp.EventNone {
+			if sh.uring != nil && sh.uring.refill(c) {
+				continue
+			}
 			return true
 		}
 
@@ -179,6 +194,14 @@ func (sh *shard) feed(c *conn) bool {
 			// RFC 3207 section 4.2: plaintext pipelined after STARTTLS must
 			// not be executed inside the TLS session (CVE-2011-0411).
 			c.r = c.w
+			if sh.uring != nil {
+				// Requests may be in flight; serve hands the connection off
+				// once they complete.
+				sh.uring.dropSpill(c)
+				c.flags |= flagTLSPending
+				sh.serve(c.slot)
+				return false
+			}
 			sh.handOffTLS(c)
 			return false
 
@@ -197,6 +220,9 @@ func (sh *shard) feed(c *conn) bool {
 // connection was closed. On EAGAIN it sets flagWriteBlocked; EPOLLOUT
 // resumes the connection.
 func (sh *shard) flush(c *conn) bool {
+	if sh.uring != nil {
+		return sh.uring.send(c)
+	}
 	for c.flags&flagWriteBlocked == 0 {
 		out := c.sess.Output()
 		if len(out) == 0 {

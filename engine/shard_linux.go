@@ -65,6 +65,11 @@ const (
 	flagClosing                            // close once the output is flushed
 	flagInTx                               // MAIL accepted and the transaction not yet ended
 	flagQueued                             // on the run queue
+
+	// io_uring mode only.
+	flagRecvArmed  // a multishot receive is in flight
+	flagCancelSent // that receive is being cancelled
+	flagTLSPending // STARTTLS accepted; hand off once no request is in flight
 )
 
 // conn is one slot of a shard's connection table. A free slot has fd -1.
@@ -81,6 +86,9 @@ type conn struct {
 	r, w     int32 // buf[r:w] is input not yet consumed by the session
 	deadline int64 // wheel tick at which the current timeout expires
 	buf      *[readBufSize]byte
+	out      *[readBufSize]byte // io_uring mode: the bytes of the send in flight
+	outOff   int32              // io_uring mode: out[outOff:outLen] is not yet sent
+	outLen   int32
 	sess     *smtp.Session
 	info     *ConnInfo
 	msg      MessageWriter // non-nil while DATA is being received
@@ -117,7 +125,8 @@ type shard struct {
 	// Immutable after newShard.
 	srv     *epollServer
 	id      int
-	epfd    int
+	epfd    int          // epoll mode; -1 in io_uring mode
+	uring   *uringPoller // io_uring mode; nil in epoll mode
 	evfd    int
 	timing  timeouts
 	inbox   *ring.MPSC[completion]
@@ -146,19 +155,14 @@ type shard struct {
 }
 
 func newShard(srv *epollServer, id int, listeners []int, timing timeouts) (*shard, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, osErr("epoll_create1", err)
-	}
 	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(epfd)
 		return nil, osErr("eventfd", err)
 	}
 	sh := &shard{
 		srv:       srv,
 		id:        id,
-		epfd:      epfd,
+		epfd:      -1,
 		evfd:      evfd,
 		timing:    timing,
 		inbox:     ring.New[completion](inboxSize),
@@ -169,20 +173,37 @@ func newShard(srv *epollServer, id int, listeners []int, timing timeouts) (*shar
 	tick := min(timing.command, timing.data) / 16
 	sh.wheel = newTimerWheel(min(max(tick, 5*time.Millisecond), time.Second), time.Now())
 
-	// The eventfd and the listeners are level-triggered: the loop reads the
-	// eventfd once per wakeup, and accepts a bounded batch per turn relying
-	// on the next epoll_wait to report the rest.
-	if err := sh.ctl(unix.EPOLL_CTL_ADD, evfd, unix.EPOLLIN, tokenEventfd, 0); err != nil {
+	if srv.kind == "io_uring" {
+		err = sh.initUring()
+	} else {
+		err = sh.initEpoll()
+	}
+	if err != nil {
 		sh.closeFDs()
 		return nil, err
 	}
-	for i, fd := range listeners {
+	return sh, nil
+}
+
+func (sh *shard) initEpoll() error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return osErr("epoll_create1", err)
+	}
+	sh.epfd = epfd
+
+	// The eventfd and the listeners are level-triggered: the loop reads the
+	// eventfd once per wakeup, and accepts a bounded batch per turn relying
+	// on the next epoll_wait to report the rest.
+	if err := sh.ctl(unix.EPOLL_CTL_ADD, sh.evfd, unix.EPOLLIN, tokenEventfd, 0); err != nil {
+		return err
+	}
+	for i, fd := range sh.listeners {
 		if err := sh.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, int32(tokenListener0-i), 0); err != nil {
-			sh.closeFDs()
-			return nil, err
+			return err
 		}
 	}
-	return sh, nil
+	return nil
 }
 
 func (sh *shard) ctl(op, fd int, events uint32, token int32, gen uint32) error {
@@ -194,7 +215,12 @@ func (sh *shard) ctl(op, fd int, events uint32, token int32, gen uint32) error {
 }
 
 func (sh *shard) closeFDs() {
-	unix.Close(sh.epfd)
+	if sh.epfd >= 0 {
+		unix.Close(sh.epfd)
+	}
+	if sh.uring != nil {
+		sh.uring.close()
+	}
 	unix.Close(sh.evfd)
 }
 
@@ -234,6 +260,20 @@ func (sh *shard) run() {
 	defer close(sh.done)
 	sh.srv.log.Debug("shard started", "shard", sh.id, "mode", sh.srv.kind)
 
+	if sh.uring != nil {
+		sh.runUring()
+	} else {
+		sh.runEpoll()
+	}
+
+	sh.exited.Store(true)
+	sh.closeListeners()
+	sh.closeFDs()
+	sh.srv.log.Debug("shard stopped", "shard", sh.id)
+}
+
+// runEpoll is the epoll event loop.
+func (sh *shard) runEpoll() {
 	events := make([]unix.EpollEvent, pollEventsBatch)
 	for {
 		// Wait no longer than one wheel tick, and not at all while
@@ -247,23 +287,24 @@ func (sh *shard) run() {
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			sh.srv.log.Error("epoll_wait failed; closing shard", "shard", sh.id, "error", err)
 			sh.closeAll(false)
-			break
+			return
 		}
 		for i := range max(n, 0) {
 			sh.dispatch(&events[i])
 		}
 
-		sh.runQueue()
-		sh.wheel.advance(sh.wheel.ticksAt(time.Now()), sh.expire)
-		if sh.draining && sh.live == 0 {
-			break
+		if sh.endTurn() {
+			return
 		}
 	}
+}
 
-	sh.exited.Store(true)
-	sh.closeListeners()
-	sh.closeFDs()
-	sh.srv.log.Debug("shard stopped", "shard", sh.id)
+// endTurn runs the work at the end of every loop turn and reports whether
+// the loop should exit.
+func (sh *shard) endTurn() bool {
+	sh.runQueue()
+	sh.wheel.advance(sh.wheel.ticksAt(time.Now()), sh.expire)
+	return sh.draining && sh.live == 0
 }
 
 func (sh *shard) dispatch(ev *unix.EpollEvent) {
@@ -359,6 +400,9 @@ func (sh *shard) beginDrain() {
 func (sh *shard) closeListeners() {
 	for i, fd := range sh.listeners {
 		if fd >= 0 {
+			if sh.uring != nil {
+				sh.uring.cancel(userData(opAccept, uint32(i), 0))
+			}
 			unix.Close(fd)
 			sh.listeners[i] = -1
 		}
@@ -449,7 +493,7 @@ func (sh *shard) admit(fd int, remote netip.AddrPort, li int) {
 		// Implicit TLS: the whole session runs on a TLS goroutine, which
 		// also calls Backend.Connect.
 		add(&sh.counters.tlsHandoffs, 1)
-		srv.serveTLS(fd, info, nil)
+		srv.serveTLS(fd, info, nil, nil)
 		return
 	}
 
@@ -479,6 +523,10 @@ func (sh *shard) admit(fd int, remote netip.AddrPort, li int) {
 	sh.live++
 	sh.counters.open.Add(1)
 
+	if sh.uring != nil {
+		sh.serve(slot) // writes the greeting and arms the receive
+		return
+	}
 	// Edge-triggered: the kernel reports each transition once, so the
 	// shard never has to change the interest set when it pauses a
 	// connection. It only has to remember (flagReadable) that input may be
@@ -510,6 +558,9 @@ func (sh *shard) allocSlot() uint32 {
 // closeConn closes c's socket and frees its slot, its buffer and its place
 // in the limits.
 func (sh *shard) closeConn(c *conn) {
+	if sh.uring != nil {
+		sh.uring.detach(c)
+	}
 	unix.Close(int(c.fd)) // also removes it from the epoll set
 	sh.srv.limits.release(c.info.Remote.Addr())
 	sh.releaseSlot(c)
@@ -521,6 +572,9 @@ func (sh *shard) releaseSlot(c *conn) {
 		c.msg.Abort()
 	}
 	sh.putBuf(c)
+	if c.out != nil && len(sh.bufs) < maxPooledBufs {
+		sh.bufs = append(sh.bufs, c.out)
+	}
 	*c = conn{fd: -1, slot: c.slot, gen: c.gen + 1}
 	sh.free = append(sh.free, c.slot)
 	sh.live--

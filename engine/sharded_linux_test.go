@@ -29,7 +29,7 @@ import (
 )
 
 // shardedModes are the inbound modes this file covers.
-var shardedModes = []string{"epoll"}
+var shardedModes = []string{"epoll", "io_uring"}
 
 // memBackend accepts every command and keeps bodies in memory. Commit
 // completes on another goroutine after a short delay, as the spool's
@@ -109,6 +109,9 @@ func startServer(t testing.TB, cfg Config, b Backend) *Server {
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
+	}
+	if srv.Mode() != cfg.Mode {
+		t.Fatalf("Mode() = %q, want %q", srv.Mode(), cfg.Mode)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -631,6 +634,33 @@ func TestShardShutdownDeadline(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 	c.expect(421)
+}
+
+func TestUringFallback(t *testing.T) {
+	t.Setenv("SMTA_IOURING_DISABLE", "1")
+	var logged bytes.Buffer
+	cfg := testConfig("io_uring")
+	cfg.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	b := newMemBackend()
+	srv, err := New(cfg, b)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if got := srv.Mode(); got != "epoll" {
+		t.Errorf("Mode() = %q, want %q", got, "epoll")
+	}
+	if !strings.Contains(logged.String(), "io_uring unavailable") {
+		t.Errorf("log = %q, want an io_uring unavailable warning", logged.String())
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	c := dial(t, srv)
+	c.expect(220)
+	c.cmd("EHLO fallback.test", 250)
+	id := c.transaction("a@example.com", "fallback\r\n")
+	checkBody(t, b, id, "fallback\r\n")
 }
 
 func TestParseListenAddr(t *testing.T) {

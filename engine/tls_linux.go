@@ -30,17 +30,33 @@ import (
 func (sh *shard) handOffTLS(c *conn) {
 	add(&sh.counters.tlsHandoffs, 1)
 	fd := int(c.fd)
-	unix.EpollCtl(sh.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	if sh.epfd >= 0 {
+		unix.EpollCtl(sh.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	}
 	sess, info := c.sess, c.info
+
+	// In io_uring mode the receive may have delivered bytes after the 220
+	// reply went out: the start of the client's handshake.
+	var early []byte
+	if c.buf != nil {
+		early = append(early, c.buf[c.r:c.w]...)
+	}
+	if sh.uring != nil {
+		early = append(early, sh.uring.spill[c.slot]...)
+		sh.uring.dropSpill(c)
+	}
 	sh.releaseSlot(c)
-	sh.srv.serveTLS(fd, info, sess)
+	sh.srv.serveTLS(fd, info, sess, early)
 }
 
 // serveTLS starts a goroutine that serves fd over TLS. sess is nil for a
 // new connection on an implicit TLS listener; otherwise sess has just
 // accepted STARTTLS and its 220 reply is still in its output. The goroutine
 // releases the connection's place in the limits when it ends.
-func (s *epollServer) serveTLS(fd int, info *ConnInfo, sess *smtp.Session) {
+//
+// early holds bytes already received from the client after the STARTTLS
+// reply; the TLS layer reads them first.
+func (s *epollServer) serveTLS(fd int, info *ConnInfo, sess *smtp.Session, early []byte) {
 	ip := info.Remote.Addr()
 	f := os.NewFile(uintptr(fd), "smtp")
 	nc, err := net.FileConn(f) // dups fd
@@ -49,6 +65,9 @@ func (s *epollServer) serveTLS(fd int, info *ConnInfo, sess *smtp.Session) {
 		s.log.Warn("tls hand-off failed", "session", info.SessionID, "error", err)
 		s.limits.release(ip)
 		return
+	}
+	if len(early) > 0 {
+		nc = &prefixConn{Conn: nc, prefix: early}
 	}
 	gs := s.tlsSrv
 
@@ -114,4 +133,19 @@ func (s *epollServer) runTLS(nc net.Conn, info *ConnInfo, sess *smtp.Session) er
 		return nil
 	}
 	return err
+}
+
+// prefixConn is a net.Conn whose first reads return prefix.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
