@@ -10,8 +10,8 @@ import (
 // including the angle brackets (RFC 5321 section 4.5.3.1.3).
 //
 // NOTE: the 64-octet local-part limit of section 4.5.3.1.1 is not
-// enforced, because SRS and VERP senders routinely exceed it and the RFC
-// asks servers to accept longer local parts where they can.
+// enforced, because SRS and VERP senders can exceed it and section
+// 4.5.3.1 advises servers to accept longer objects where they can.
 const maxPathLength = 256
 
 var (

@@ -24,6 +24,38 @@
 //
 // Output bytes accumulate in s.Output(); after writing k of them the driver
 // calls s.Advance(k).
+//
+// # Design
+//
+// Session (session.go) carries the design essay: the steps a driver
+// follows, the invariants, and the alternatives that were rejected. Each
+// file holds one concept:
+//
+//   - state.go: the state enum and the table of verbs allowed per state
+//   - commands.go: one handler per verb
+//   - replies.go: the single reply table
+//   - address.go, params.go: the path and parameter grammars of RFC 5321,
+//     RFC 1870, RFC 3461 and RFC 6531
+//   - data.go: message text reception and dot-stuffing
+//
+// Rules a driver relies on:
+//
+//   - Feed leaves an unconsumed tail it cannot classify yet (an incomplete
+//     command line, or up to two octets in DATA); the driver keeps it and
+//     feeds it again with more input. Input buffers must hold at least
+//     MaxCommandLine octets. See Session.Feed.
+//   - Only CR LF "." CR LF ends DATA. A bare CR or bare LF in message text
+//     fails the message with 550 5.6.0 after the real end of data, as do
+//     a text line over 1000 octets (550 5.6.0) and a message over
+//     Config.MaxMessageSize (552 5.3.4); the text is drained, never
+//     buffered, and no EventBody follows the failure.
+//   - A bare LF ends a command line, for interoperability.
+//   - Every reply carries an RFC 3463 enhanced status code except the 220
+//     greeting, the EHLO/HELO reply and 354, the replies RFC 2034 leaves
+//     out.
+//   - Syntax and sequence errors (50x and 555), including those passed to
+//     Reject, count toward Config.MaxErrors; at the limit the session
+//     queues 421 4.7.0 and closes.
 package smtp
 
 import "net/netip"

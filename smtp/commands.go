@@ -118,8 +118,8 @@ func (s *Session) cmdRset(arg []byte) Event {
 	return Event{Kind: EventReset}
 }
 
-// cmdNoop handles NOOP, whose argument RFC 5321 section 4.1.1.9 says to
-// ignore.
+// cmdNoop handles NOOP. Servers should ignore its argument (RFC 5321
+// section 4.1.1.9).
 func (s *Session) cmdNoop(arg []byte) Event {
 	return s.reply(replyOK)
 }
@@ -135,7 +135,7 @@ func (s *Session) cmdQuit(arg []byte) Event {
 	return Event{Kind: EventQuit}
 }
 
-// cmdVrfy answers 252: smta verifies no mailboxes, which RFC 5321 section
+// cmdVrfy replies 252: smta verifies no mailboxes, which RFC 5321 section
 // 3.5.3 allows as long as the reply does not claim the address is invalid.
 func (s *Session) cmdVrfy(arg []byte) Event {
 	if len(arg) == 0 {

@@ -14,7 +14,7 @@ const maxTextLine = 1000
 type dataReader struct {
 	lineStart bool    // the next octet begins a line: right after the 354 reply or a CRLF
 	lineLen   int     // octets of the current line so far, CRLF and stuffed dot not counted
-	size      int64   // message octets so far, CRLFs counted, stuffed dots not (RFC 1870 section 3)
+	size      int64   // message octets so far, CRLFs counted, stuffed dots not (RFC 1870)
 	fail      replyID // the first failure, replyNone while the message is intact
 }
 
@@ -31,9 +31,10 @@ func (d *dataReader) setFail(id replyID) {
 // It walks the input one line at a time, a line being everything up to
 // and including the next LF. Only a CRLF pair ends a line and only
 // CR LF "." CR LF ends the data. A LF without a CR before it, or a CR
-// without a LF after it, is a bare line ending: it marks the message as
-// failed, but the walk goes on with the next octet as part of the same
-// line, so "\n.\n", "\r.\r", "\r\n.\n" and the like never end the data.
+// without a LF after it, is a bare line ending, and it marks the message
+// as failed. The walk then goes on with the next octet as part of the
+// same line, so "\n.\n", "\r.\r", "\r\n.\n" and the like never end the
+// data.
 //
 // While the message is intact, the consumed text is returned as EventBody
 // in wire form. Once it fails (bare line ending, line too long, too big),

@@ -149,8 +149,8 @@ func checkBody(t *testing.T, body []byte, max int64) {
 }
 
 // FuzzSession feeds arbitrary client input to a Session, whole and split
-// at points chosen by the fuzzer, and checks that it never panics, that
-// Feed always progresses, that the output is well-formed replies, that
+// at points chosen by the fuzzer. It checks that the Session never panics
+// and Feed always progresses, that the output is well-formed replies and
 // accepted bodies are clean, and that splitting changes nothing.
 func FuzzSession(f *testing.F) {
 	seeds := []struct {

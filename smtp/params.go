@@ -4,12 +4,12 @@ import "bytes"
 
 const (
 	// maxEnvIDLength and maxORcptLength bound the xtext values of ENVID
-	// and ORCPT, in octets as sent (RFC 3461 sections 4.4 and 4.2).
+	// and ORCPT, in octets as sent (RFC 3461).
 	maxEnvIDLength = 100
 	maxORcptLength = 500
 
-	// maxSizeDigits is the longest SIZE value: RFC 1870 section 3 allows
-	// 1*20DIGIT, which can exceed int64; such values saturate.
+	// maxSizeDigits is the longest SIZE value. RFC 1870 allows 1*20DIGIT,
+	// which can exceed int64, so such values saturate.
 	maxSizeDigits = 20
 )
 
@@ -100,7 +100,7 @@ func (s *Session) parseMailParams(rest []byte, p *MailParams) replyID {
 				return replyBadParameter
 			}
 		case equalFold(key, "SMTPUTF8"):
-			// RFC 6531 section 3.4: SMTPUTF8 takes no value.
+			// SMTPUTF8 takes no value (RFC 6531).
 			seen = &seenUTF8
 			if hasValue {
 				return replyBadParameter
@@ -179,7 +179,7 @@ func (s *Session) parseRcptParams(rest []byte, p *RcptParams) replyID {
 	}
 }
 
-// parseSize parses a SIZE value (RFC 1870 section 3: 1*20DIGIT), saturating
+// parseSize parses a SIZE value (RFC 1870: 1*20DIGIT), saturating
 // at the largest int64.
 func parseSize(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > maxSizeDigits {
@@ -201,7 +201,7 @@ func parseSize(b []byte) (int64, bool) {
 	return n, true
 }
 
-// parseNotify parses a NOTIFY value (RFC 3461 section 4.1): "NEVER" alone,
+// parseNotify parses a NOTIFY value (RFC 3461): "NEVER" alone,
 // or a comma list of SUCCESS, FAILURE and DELAY, each at most once. It
 // returns the value in upper case.
 func parseNotify(b []byte) (string, bool) {
@@ -237,7 +237,7 @@ func parseNotify(b []byte) (string, bool) {
 	return string(out), len(out) > 0
 }
 
-// parseORcpt parses an ORCPT value (RFC 3461 section 4.2):
+// parseORcpt parses an ORCPT value (RFC 3461):
 // addr-type ";" xtext, where addr-type is an atom. It returns
 // "addr-type;decoded".
 func parseORcpt(b []byte) (string, bool) {
@@ -261,10 +261,10 @@ func parseORcpt(b []byte) (string, bool) {
 	return string(out), true
 }
 
-// decodeXtext appends the decoded xtext src to dst (RFC 3461 section 4):
+// decodeXtext appends the decoded xtext src to dst (RFC 3461):
 // xchar is any of %d33-126 except "+" and "=", and "+" followed by two
 // hex digits encodes one octet. Lower-case hex digits are accepted
-// although the RFC asks senders for upper case.
+// although the RFC requires senders to use upper case.
 func decodeXtext(dst, src []byte) ([]byte, bool) {
 	for i := 0; i < len(src); i++ {
 		c := src[i]

@@ -82,9 +82,10 @@ type tableReply struct {
 }
 
 // replyTable is the only place reply codes and texts are spelled out.
-// Enhanced status codes follow RFC 3463 and are sent on every reply except
-// the 220 greeting and the EHLO/HELO reply, which RFC 2034 section 3
-// exempts. Texts stay bland: they name the problem, never internal state.
+// Enhanced status codes follow RFC 3463. RFC 2034 requires them on 2xx,
+// 4xx and 5xx replies other than the greeting and the EHLO/HELO reply, so
+// the 220 greeting and 354 go without. Texts stay bland: they name the
+// problem, never internal state.
 var replyTable = [numReplies]tableReply{
 	replyGreeting:  {Reply{220, "", "ESMTP smta"}, true},
 	replyOK:        {Reply: Reply{250, "2.0.0", "Ok"}},
@@ -143,8 +144,8 @@ var replyTable = [numReplies]tableReply{
 // replies (RFC 5321 section 4.2.1, second digit 0 is "syntax") and 555 for
 // unrecognized MAIL/RCPT parameters. Policy rejections (550 relay denied,
 // 452 too many recipients, 552 too big) do not count, so a legitimate
-// client that hits a policy limit is not disconnected for it; this holds
-// for replies the session makes and for those passed to Reject alike.
+// client that hits a policy limit is not disconnected for it. The rule is
+// the same for replies the session makes and for those passed to Reject.
 func countsAsError(code int) bool {
 	return code/10 == 50 || code == 555
 }

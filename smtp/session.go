@@ -7,10 +7,10 @@ import (
 
 // MaxCommandLine is the longest command line, in octets including CRLF,
 // that a Session accepts. RFC 5321 section 4.5.3.1.4 sets 512 and lets
-// each service extension raise it; the DSN parameters alone (ENVID up to
-// 100 and ORCPT up to 500 octets of xtext, RFC 3461 section 4) and UTF-8
-// addresses (RFC 6531) push a MAIL or RCPT line past 512, so smta allows
-// 2048, as Postfix does by default. Longer lines get 500 5.5.2.
+// each service extension raise it. The DSN parameters alone (ENVID up to
+// 100 and ORCPT up to 500 octets of xtext, RFC 3461) and UTF-8 addresses
+// (RFC 6531) can push a MAIL or RCPT line past 512, so smta allows 2048.
+// Longer lines get 500 5.5.2.
 //
 // A driver's input buffer must hold at least MaxCommandLine octets:
 // Feed consumes command lines whole, so it returns (0, EventNone) for an
@@ -31,9 +31,9 @@ const (
 //
 //  1. Feed with the bytes it has read. Feed consumes a prefix of them and
 //     returns how many and an Event. In command state it consumes one
-//     command line per call (the line and its reply, or an event that
-//     needs a decision); in data state it consumes as much message text as
-//     it can classify and returns it as EventBody.
+//     command line per call and either queues its reply or returns an
+//     event that needs a decision. In data state it consumes as much
+//     message text as it can classify and returns it as EventBody.
 //  2. For EventHelo, EventMail, EventRcpt and EventData the driver decides
 //     at once with Accept or Reject; for EventDataEnd it may decide later
 //     (after the spool commit) with AcceptQueued or Reject.
@@ -143,7 +143,7 @@ func (s *Session) Start() {
 //
 //   - In command state, an incomplete command line (no LF yet) shorter than
 //     MaxCommandLine. A line at or past the limit is consumed and
-//     discarded as it arrives and answered 500 5.5.2 at its end, so a full
+//     discarded as it arrives, and gets 500 5.5.2 at its end, so a full
 //     buffer always progresses.
 //   - In data state, a trailing CR (the next octet decides whether it ends
 //     a line or is a bare CR), and "." or ".\r" at the start of a line
@@ -197,8 +197,8 @@ func (s *Session) feedCommand(in []byte) (int, Event) {
 		return 0, Event{}
 	}
 
-	// An over-long line is answered once, at its end, and the next line
-	// is parsed normally (resynchronizing at the line ending).
+	// An over-long line gets one reply, at its end, and the next line is
+	// parsed normally (resynchronizing at the line ending).
 	n := lf + 1
 	if s.discarding || n > MaxCommandLine {
 		s.discarding = false
@@ -206,7 +206,7 @@ func (s *Session) feedCommand(in []byte) (int, Event) {
 		return n, Event{}
 	}
 
-	// A bare LF ends a command line too (Postfix does the same); a CR
+	// A bare LF ends a command line too, for clients that send one. A CR
 	// elsewhere in the line stays in it and fails the syntax checks.
 	line := in[:lf]
 	if len(line) > 0 && line[len(line)-1] == '\r' {
@@ -299,9 +299,9 @@ func (s *Session) AcceptQueued(id string) {
 // sends the default rejection for it (550 5.7.1 for HELO, MAIL and RCPT,
 // 554 5.5.1 for DATA, 554 5.0.0 for end of data). A rejected MAIL or end
 // of data drops the transaction; a rejected RCPT or DATA leaves it as it
-// was. The reply counts toward the error budget when countsAsError says
-// so; if that exhausts the budget, Closing reports true and the next Feed
-// returns EventClose. Reject does nothing after Timeout or Shutdown.
+// was. The reply counts toward the error budget when countsAsError
+// returns true for its code. If that exhausts the budget, Closing reports
+// true and the next Feed returns EventClose. Reject does nothing after Timeout or Shutdown.
 //
 // REQUIRES: r is zero or has a 4xx or 5xx code; Reject panics otherwise.
 func (s *Session) Reject(r Reply) {
@@ -373,9 +373,9 @@ func (s *Session) Advance(n int) {
 }
 
 // Transaction returns the mail transaction in progress. The pointer stays
-// the same for the life of the session; its contents are replaced when a
-// transaction ends (the Rcpts slice is never reused, so a copy of it taken
-// for the spool stays valid).
+// the same for the life of the session, and its contents are replaced when
+// a transaction ends. The Rcpts slice is never reused, so a copy of it
+// taken for the spool stays valid.
 func (s *Session) Transaction() *Transaction {
 	return &s.tx
 }
@@ -385,7 +385,7 @@ func (s *Session) Transaction() *Transaction {
 func (s *Session) Helo() string { return s.helo }
 
 // InData reports whether the session is receiving message text, when the
-// driver applies the DATA block timeout (RFC 5321 section 4.5.3.2.6)
+// driver applies the DATA block timeout (RFC 5321 section 4.5.3.2)
 // instead of the command timeout.
 func (s *Session) InData() bool { return s.state == stateData }
 
@@ -401,7 +401,7 @@ func (s *Session) Closing() bool { return s.state == stateClosed }
 func (s *Session) TLSActive() bool { return s.tls }
 
 // TLSStarted records a completed STARTTLS handshake. As RFC 3207 section
-// 4.2 requires, it forgets everything learned before: the HELO name and
+// 4.2 requires, it discards everything learned before: the HELO name and
 // any transaction, so the client must send EHLO again. The session does
 // not discard input here, because it keeps none; the driver drops the
 // plaintext it buffered after the STARTTLS line. STARTTLS is no longer
@@ -437,7 +437,7 @@ func (s *Session) closeWith(id replyID) {
 }
 
 // reply queues a table reply and returns the empty event, for handlers
-// that answer without a decision.
+// that reply without a decision.
 func (s *Session) reply(id replyID) Event {
 	s.queue(id)
 	return Event{}
@@ -486,7 +486,8 @@ func (s *Session) queueHeloReply() {
 	out = appendPrintable(out, s.host)
 	out = append(out, "\r\n250-PIPELINING\r\n250-SIZE"...)
 	if s.cfg.MaxMessageSize > 0 {
-		// RFC 1870 section 4: without a number the size is not limited.
+		// Without a configured limit SIZE goes out without a number,
+		// so the client learns of no fixed maximum (RFC 1870).
 		out = append(out, ' ')
 		out = strconv.AppendInt(out, s.cfg.MaxMessageSize, 10)
 	}

@@ -1,6 +1,7 @@
 package smtp
 
-// state is where a Session is in the SMTP dialogue of RFC 5321 section 3.
+// state is the position of a Session in the SMTP dialogue of RFC 5321
+// section 3.
 type state uint8
 
 const (
@@ -9,8 +10,8 @@ const (
 	stateMail                      // MAIL accepted, no recipient yet
 	stateRcpt                      // at least one RCPT accepted
 	stateData                      // receiving message text after the 354 reply
-	stateTLSHandshake              // STARTTLS answered; waiting for TLSStarted
-	stateClosed                    // QUIT answered or 421 queued; only flushing remains
+	stateTLSHandshake              // 220 to STARTTLS queued; waiting for TLSStarted
+	stateClosed                    // 221 or 421 queued; only flushing remains
 	numStates
 )
 
@@ -83,14 +84,14 @@ var commands = [...]command{
 	{verb: "QUIT", handle: (*Session).cmdQuit},
 	{verb: "VRFY", handle: (*Session).cmdVrfy},
 	{verb: "HELP", handle: (*Session).cmdHelp},
-	// RFC 3207 section 4 lets the server refuse STARTTLS inside a
-	// transaction, which spares it from dropping the envelope mid-way.
+	// STARTTLS inside a transaction is refused, because the handshake
+	// would discard the envelope (RFC 3207 section 4.2) halfway through.
 	{verb: "STARTTLS", handle: (*Session).cmdStartTLS, deny: [numStates]replyID{
 		stateMail: replyTransactionOpen,
 		stateRcpt: replyTransactionOpen,
 	}},
 
-	// Recognized but not implemented: 502 rather than 500 tells the
+	// Recognized but not implemented: 502 rather than 500 shows the
 	// client the verb exists (RFC 5321 section 4.2.4).
 	{verb: "EXPN", handle: (*Session).cmdNotImplemented},
 	{verb: "TURN", handle: (*Session).cmdNotImplemented},
