@@ -27,9 +27,9 @@ fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable smta.service >/dev/null
-    # Restart a running relay on upgrade; a fresh install is not started,
-    # so the administrator can review /etc/smta/smta.conf and port 25 is
-    # not taken from another MTA behind their back.
+    # Restart a running relay on upgrade. A fresh install is not started,
+    # so the administrator can review /etc/smta/smta.conf first, and port 25
+    # is not taken from another MTA without notice.
     if systemctl is-active --quiet smta.service; then
         systemctl restart smta.service
     else

@@ -1,10 +1,10 @@
 // Package config parses smta.conf, the appliance's configuration file.
 //
-// The syntax follows PowerMTA, because that is what operators of bulk mail
-// relays already know: one directive per line (`name value...`), `#` starting
-// a comment at the beginning of a line or after whitespace, and blocks such as
-// `<domain example.com>` … `</domain>` that scope directives to a domain, a
-// client address range, an accounting file or a webhook.
+// The syntax follows PowerMTA, because operators of bulk mail relays already
+// know it. Each line holds one directive (`name value...`), and `#` starts a
+// comment at the beginning of a line or after whitespace. Blocks such as
+// `<domain example.com>` … `</domain>` scope directives to a domain, a client
+// address range, an accounting file or a webhook.
 //
 // Parsing runs in two passes. The first pass (tree.go) only splits lines and
 // matches block tags, producing a tree of nodes with their line numbers. The
@@ -64,9 +64,9 @@ type Config struct {
 	MaxConnections      int // concurrent inbound sessions; 0 means no limit
 	MaxConnectionsPerIP int // concurrent inbound sessions per client address; 0 means no limit
 
-	// Server timeouts of RFC 5321 section 4.5.3.2.
-	SMTPCommandTimeout time.Duration // default 5m
-	SMTPDataTimeout    time.Duration // default 3m
+	// Server timeouts, after RFC 5321 section 4.5.3.2.
+	SMTPCommandTimeout time.Duration // waiting for the next command; default 5m (section 4.5.3.2.7)
+	SMTPDataTimeout    time.Duration // waiting for the next block of DATA; default 3m (section 4.5.3.2.5)
 
 	// TLSCertificate and TLSKey are PEM file paths, both set or both empty.
 	// Without them smta offers no STARTTLS and accepts no implicit-TLS listener.
@@ -99,7 +99,7 @@ type Config struct {
 
 // Listener is one smtp-listener directive.
 type Listener struct {
-	Addr netip.AddrPort // port 0 asks the kernel for a free port (tests)
+	Addr netip.AddrPort // port 0 lets the kernel choose a free port (for tests)
 	TLS  bool           // implicit TLS on connect (port 465 style) instead of STARTTLS
 }
 
@@ -179,7 +179,7 @@ type Webhook struct {
 
 	Records   []string      // record types; default all
 	BatchSize int           // records per POST; default 100
-	MaxDelay  time.Duration // longest a record waits for its batch to fill; default 5s
+	MaxDelay  time.Duration // maximum time a record waits for its batch to fill; default 5s
 	Timeout   time.Duration // per request; default 30s
 	Header    http.Header   // extra request headers (header NAME VALUE); never logged
 }

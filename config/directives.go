@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// directive describes one directive allowed in a block of type T: how many
-// arguments it takes, whether it may repeat, and how it sets its value.
+// directive describes one directive allowed in a block of type T. It
+// gives the number of arguments, whether the directive may repeat, and how
+// it sets its value.
 type directive[T any] struct {
 	usage    string // arguments as shown in error messages, "ADDR:PORT [tls]"
 	min, max int    // argument count; max < 0 means no upper bound

@@ -129,7 +129,7 @@ func TestDirectiveErrors(t *testing.T) {
 		{"max-errors -1", `t.conf:1: max-errors: -1 out of range [1, 10000000]`},
 		{"max-errors ten", `t.conf:1: max-errors: invalid number "ten"`},
 		{"dns-server 127.0.0.1", `t.conf:1: dns-server: invalid address "127.0.0.1": want IP:PORT, with IPv6 in brackets ([::1]:25)`},
-		{"dns-server 127.0.0.1:0", `t.conf:1: dns-server: invalid address "127.0.0.1:0": port 0`},
+		{"dns-server 127.0.0.1:0", `t.conf:1: dns-server: invalid address "127.0.0.1:0": port 0 is not allowed`},
 		{"inbound-mode kqueue", `t.conf:1: inbound-mode: invalid mode "kqueue": want epoll, io_uring or goroutine`},
 		{"inbound-workers 100000", `t.conf:1: inbound-workers: 100000 out of range [0, 4096]`},
 		{"max-connections +5", `t.conf:1: max-connections: invalid number "+5"`},

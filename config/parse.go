@@ -36,8 +36,8 @@ func builtinConfig() *Config {
 		MaxMessageSize:     50 << 20,
 		MaxRecipients:      100, // RFC 5321 section 4.5.3.1.8: the minimum a server must accept
 		MaxErrors:          10,
-		SMTPCommandTimeout: 5 * time.Minute, // RFC 5321 section 4.5.3.2.7
-		SMTPDataTimeout:    3 * time.Minute, // RFC 5321 section 4.5.3.2.6
+		SMTPCommandTimeout: 5 * time.Minute,
+		SMTPDataTimeout:    3 * time.Minute,
 		AcctSync:           time.Second,
 		SegmentSize:        64 << 20,
 		Domains:            map[string]*Domain{},
@@ -59,9 +59,9 @@ func builtinDomain() Domain {
 	}
 }
 
-// topLevel is the second pass over the file's top level: it applies the
-// global directives, then the blocks, then fills the defaults that depend
-// on other values and checks the rules that span directives.
+// topLevel runs the second pass over the file's top level. It applies the
+// global directives and the blocks, then fills the defaults that depend on
+// other values and checks the rules that span directives.
 func (p *parser) topLevel(c *Config, nodes []*node) {
 	seen := map[string]int{}
 	var domains []*node
@@ -121,7 +121,7 @@ func (p *parser) topLevel(c *Config, nodes []*node) {
 		c.Listeners = []Listener{{Addr: netip.MustParseAddrPort("127.0.0.1:2525")}}
 	}
 
-	// TLS needs both files; an implicit-TLS listener needs TLS.
+	// TLS needs both files, and an implicit-TLS listener needs TLS.
 	switch {
 	case c.TLSCertificate != "" && c.TLSKey == "":
 		p.errorf(seen["tls-certificate"], "tls-certificate", "tls-key is missing (set both or neither)")
@@ -150,8 +150,8 @@ func (p *parser) blockArgument(n *node) bool {
 	return true
 }
 
-// noNestedBlocks reports every block inside n; only <virtual-mta> may
-// contain blocks.
+// noNestedBlocks reports every block inside n, because only <virtual-mta>
+// may contain blocks.
 func (p *parser) noNestedBlocks(n *node) {
 	for _, child := range n.children {
 		if child.block {

@@ -20,7 +20,7 @@ type node struct {
 	children []*node // block only
 }
 
-// label is how error messages name the node: "smtp-listener" or "<source>".
+// label returns the node name that error messages use: "smtp-listener" or "<source>".
 func (n *node) label() string {
 	if n.block {
 		return "<" + n.name + ">"
@@ -52,7 +52,7 @@ func (p *parser) result() error {
 	return p.errs
 }
 
-// tree is the first pass: it splits data into lines, strips comments and
+// tree runs the first pass. It splits data into lines, strips comments and
 // matches block tags. It returns the top-level node, whose children are the
 // file's top-level directives and blocks. Mismatched tags are reported and
 // the tree is repaired as well as possible, so the second pass can still
@@ -62,7 +62,7 @@ func (p *parser) tree(data []byte) *node {
 	stack := []*node{root}
 
 	for i, lineNo := 0, 1; i < len(data); lineNo++ {
-		// Split off one line; a CRLF ending is accepted.
+		// Split off one line. A CRLF ending is accepted.
 		end := bytes.IndexByte(data[i:], '\n')
 		if end < 0 {
 			end = len(data) - i
@@ -151,8 +151,8 @@ func (p *parser) openTag(text string, lineNo int) *node {
 
 // closeTag matches "</kind>" against the open blocks and returns the new
 // stack. A closing tag for a block further down the stack also closes the
-// blocks above it, each reported as not closed; a closing tag that matches
-// no open block is reported and ignored.
+// blocks above it, and each of those is reported as not closed. A closing
+// tag that matches no open block is reported and ignored.
 func (p *parser) closeTag(stack []*node, text string, lineNo int) []*node {
 	inner, ok := strings.CutSuffix(text[2:], ">")
 	name := strings.ToLower(strings.TrimSpace(inner))

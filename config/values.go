@@ -137,7 +137,7 @@ func parseAddrPort(s string, allowPortZero bool) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("invalid address %q: want IP:PORT, with IPv6 in brackets ([::1]:25)", s)
 	}
 	if ap.Port() == 0 && !allowPortZero {
-		return netip.AddrPort{}, fmt.Errorf("invalid address %q: port 0", s)
+		return netip.AddrPort{}, fmt.Errorf("invalid address %q: port 0 is not allowed", s)
 	}
 	return ap, nil
 }
@@ -161,8 +161,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 // validHostName reports whether s is a DNS name of letters, digits,
-// hyphens and underscores in dot-separated labels of 1 to 63 octets
-// (RFC 1035 section 2.3.4), at most 253 octets in total.
+// hyphens and underscores in dot-separated labels. RFC 1035 section 2.3.4
+// limits a label to 63 octets and a name to 255 octets in wire form, which
+// is 253 characters as text.
 func validHostName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
