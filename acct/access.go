@@ -60,7 +60,7 @@ type AccessEntry struct {
 // AccessStats are an AccessLog's counters since OpenAccessLog.
 type AccessStats struct {
 	Written     uint64 // lines written
-	Dropped     uint64 // lines dropped because the ring was full
+	Dropped     uint64 // lines dropped because the ring was full or the log closed
 	RateLimited uint64 // lines dropped by the per-IP rate limit
 }
 
@@ -92,6 +92,7 @@ type AccessLog struct {
 	writerDone     chan struct{}
 	writerErr      error // set by the writer before writerDone is closed
 	closeOnce      sync.Once
+	closing        atomic.Bool // set by Close; later lines count as dropped
 
 	written, dropped, rateLimited atomic.Uint64
 }
@@ -159,6 +160,10 @@ func (a *AccessLog) Session(e AccessEntry) { a.push(accessSession, e) }
 func (a *AccessLog) Failure(e AccessEntry) { a.push(accessFailure, e) }
 
 func (a *AccessLog) push(kind accessKind, e AccessEntry) {
+	if a.closing.Load() {
+		a.dropped.Add(1)
+		return
+	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
@@ -185,10 +190,14 @@ func (a *AccessLog) Reopen() error {
 	}
 }
 
-// Close writes the queued lines, fsyncs and closes the file. Lines queued
-// after Close began are lost.
+// Close writes the queued lines, fsyncs and closes the file. Lines passed
+// after Close began are counted as dropped; a line passed at the same moment
+// as Close may be lost uncounted.
 func (a *AccessLog) Close() error {
-	a.closeOnce.Do(func() { close(a.stop) })
+	a.closeOnce.Do(func() {
+		a.closing.Store(true)
+		close(a.stop)
+	})
 	<-a.writerDone
 	return a.writerErr
 }
@@ -198,8 +207,8 @@ func (a *AccessLog) Stats() AccessStats {
 	return AccessStats{Written: a.written.Load(), Dropped: a.dropped.Load(), RateLimited: a.rateLimited.Load()}
 }
 
-// bucketSweepInterval is how often the writer forgets client IPs whose
-// bucket has refilled, which bounds the map to recently active clients.
+// bucketSweepInterval is how often the writer removes client IPs whose
+// bucket has refilled, so the map holds only recently active clients.
 const bucketSweepInterval = time.Minute
 
 func (a *AccessLog) run() {
@@ -324,8 +333,8 @@ func (a *AccessLog) drainAndClose() {
 
 // appendAccessLine formats one line:
 //
-//	2026-12-04T20:30:00.123Z session id=S1 ip=192.0.2.7 helo="mx.example" user="u" msgs=2 duration=1.5s reply="221 2.0.0 Bye"
-//	2026-12-04T20:30:00.123Z failure id=S1 ip=192.0.2.7 helo="mx.example" command="RCPT TO:<a@b>" reply="550 5.1.1 unknown"
+//	2026-12-04T20:30:00.123Z session id="S1" ip=192.0.2.7 helo="mx.example" user="u" msgs=2 duration=1.5s reply="221 2.0.0 Bye"
+//	2026-12-04T20:30:00.123Z failure id="S1" ip=192.0.2.7 helo="mx.example" command="RCPT TO:<a@b>" reply="550 5.1.1 unknown"
 //
 // Values that come from the client are quoted with Go escaping, so a HELO
 // name cannot forge extra fields or lines.

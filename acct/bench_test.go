@@ -20,8 +20,8 @@ func benchRecord() *Record {
 
 // BenchmarkLog measures what Log costs the calling goroutines: b.N records
 // split over N producers, while the writer drains them to a real file. The
-// ring holds 2^20 records so that, up to that many, producers measure their
-// own cost rather than wait for the writer; beyond it the figure includes
+// ring holds 2^20 records, so up to that many the producers measure their
+// own cost rather than wait for the writer. Beyond it the figure includes
 // backpressure.
 func BenchmarkLog(b *testing.B) {
 	for _, producers := range []int{1, 2, 4, 8} {

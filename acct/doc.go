@@ -33,8 +33,8 @@
 // writer pops nothing new, so it too turns into backpressure on Log.
 //
 // Rejected alternatives: a mutex-guarded buffer shared by all producers
-// serializes every Log call on one lock; a channel does too, and parks and
-// hands off goroutines when it is full or empty. Shipping straight from the
+// serializes every Log call on one lock. A channel does too, and it parks
+// and hands off goroutines when it is full or empty. Shipping straight from the
 // writer would let a slow webhook stall the files, and tailing the
 // user-visible acct.json would tie the webhook's progress to its rotation
 // and Keep policy, which may delete a file the webhook has not received.

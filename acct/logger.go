@@ -71,8 +71,8 @@ type WebhookOptions struct {
 	URL     string   // absolute http or https URL
 	Records []string // record types; empty means all
 
-	BatchSize int               // most records per POST; 0 means DefaultBatchSize
-	MaxDelay  time.Duration     // longest a record waits for its batch to fill; 0 means DefaultMaxDelay
+	BatchSize int               // maximum records per POST; 0 means DefaultBatchSize
+	MaxDelay  time.Duration     // maximum time a record waits for its batch to fill; 0 means DefaultMaxDelay
 	Timeout   time.Duration     // per request; 0 means DefaultTimeout
 	Headers   map[string]string // extra request headers; never logged
 
@@ -115,8 +115,8 @@ type Logger struct {
 	files  []*acctFile
 	spools []*webhookSpool
 
-	// Producers and writer. The writer sets writerIdle before it sleeps; a
-	// producer that sees it set swaps it off and sends on wake. See Log for
+	// Producers and writer. The writer sets writerIdle before it sleeps, and
+	// a producer that finds it set clears it and sends on wake. Log explains
 	// why no wakeup is lost.
 	writerIdle atomic.Bool
 	wake       chan struct{} // capacity 1
@@ -269,11 +269,11 @@ func (l *Logger) Log(r *Record) {
 	}
 	l.ring.Push(r)
 
-	// The writer stores writerIdle = true and then checks the ring; this
-	// push went into the ring before the load below. With sequentially
-	// consistent atomics either the writer sees the record or this load
-	// sees the flag, so the writer never sleeps on a non-empty ring. The
-	// swap lets only one producer pay for the channel send.
+	// The writer stores writerIdle = true and then checks the ring, and this
+	// push reached the ring before the load below. Go's atomics are
+	// sequentially consistent, so either the writer finds the record or this
+	// load finds the flag, and the writer never sleeps on a non-empty ring.
+	// The swap lets only one producer pay for the channel send.
 	if l.writerIdle.Load() && l.writerIdle.Swap(false) {
 		select {
 		case l.wake <- struct{}{}:

@@ -35,8 +35,9 @@ import (
 // acknowledged, and it never points past synced data. So a restart resumes
 // exactly after the last acknowledged batch.
 //
-// NOTE: delivery is at least once. A crash after the webhook answered 2xx
-// and before the position file was replaced sends that batch again.
+// NOTE: delivery is at least once. After a crash between the webhook's 2xx
+// response and the replacement of the position file, the shipper sends
+// that batch again.
 type shipper struct {
 	// Immutable after newShipper.
 	url       string
@@ -64,7 +65,7 @@ type shipper struct {
 
 	// Counters, read by Stats.
 	sent     atomic.Uint64 // records acknowledged
-	batches  atomic.Uint64 // POSTs answered 2xx
+	batches  atomic.Uint64 // POSTs with a 2xx response
 	failures atomic.Uint64 // POSTs that failed
 }
 

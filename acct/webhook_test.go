@@ -11,7 +11,7 @@ import (
 )
 
 // receiver is a webhook endpoint on loopback that records what it accepts.
-// fail decides, from the 1-based request number, whether to answer 503.
+// fail decides, from the 1-based request number, whether to respond 503.
 type receiver struct {
 	mu         sync.Mutex
 	fail       func(request int) bool

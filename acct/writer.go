@@ -16,10 +16,10 @@ const (
 // shutdown.
 const closeWriteAttempts = 3
 
-// runWriter is the writer goroutine: it pops records in batches, encodes
-// each once, appends it to every file and spool that takes its type, writes
-// each of them with one call per batch, fsyncs every syncInterval, and
-// rotates files that are due.
+// runWriter is the writer goroutine. It pops records in batches and encodes
+// each record once into the buffer of every file and spool that takes its
+// type. Each output gets one write call per batch. Every syncInterval it
+// fsyncs, and it rotates files that are due.
 func (l *Logger) runWriter() {
 	defer close(l.writerDone)
 

@@ -10,9 +10,9 @@
 //
 // # Design
 //
-// The queue is Dmitry Vyukov's bounded MPMC queue reduced to one consumer. Every slot carries a sequence
-// number that says which lap of the ring the slot belongs to and whether it
-// is empty or full in that lap. A producer reserves a slot by a
+// The queue is Dmitry Vyukov's bounded MPMC queue reduced to one consumer.
+// Every slot carries a sequence number that encodes which lap of the ring
+// the slot belongs to and whether it is empty or full in that lap. A producer reserves a slot by a
 // compare-and-swap on the shared enqueue position, writes the value, and
 // publishes it with one atomic store of the slot's sequence number. The
 // consumer owns the dequeue position alone, so it needs no CAS at all. The
@@ -72,8 +72,8 @@ type slot[T any] struct {
 // # Positions and sequence numbers
 //
 // The enqueue position E and the dequeue position D count pushes and pops
-// since New; they only grow. Position p lives in slot p & mask, and the
-// slot's sequence number seq tells producers and the consumer who owns it:
+// since New, and they only grow. Position p lives in slot p & mask, and the
+// slot's sequence number seq determines who owns it:
 //
 //   - seq == p: the slot is empty and belongs to the producer that will
 //     reserve position p. New sets seq = i for slot i, so the first lap
@@ -164,8 +164,8 @@ type MPSC[T any] struct {
 }
 
 // New returns an empty ring that holds at least capacity items. The
-// capacity is rounded up to a power of two so a position maps to its slot
-// with a mask; a capacity below 2 becomes 2.
+// capacity is rounded up to a power of two, so a position maps to its slot
+// with a mask. A capacity below 2 becomes 2.
 func New[T any](capacity int) *MPSC[T] {
 	n := uint64(2)
 	for n < uint64(max(capacity, 0)) {
@@ -224,7 +224,7 @@ func (r *MPSC[T]) TryPush(v T) bool {
 
 // Push appends v, waiting while the ring is full. It first retries with
 // runtime.Gosched between attempts and then parks until the consumer frees
-// a slot; see the type's comment for why no wakeup is lost. Push waits
+// a slot. The type's comment explains why no wakeup is lost. Push waits
 // forever if the consumer stops popping.
 func (r *MPSC[T]) Push(v T) {
 	if r.TryPush(v) {
