@@ -83,6 +83,33 @@ func parseEHLO(lines []string) extensions {
 // Conn is an outbound SMTP connection that carries one transaction at a time
 // and can be reused for the next one. It is not safe for concurrent use: one
 // delivery goroutine owns it from Dial to Close.
+//
+// The life of a Conn:
+//
+//  1. Dial connects, reads the greeting, sends EHLO (HELO as the fallback)
+//     and optionally upgrades with STARTTLS and a second EHLO. The EHLO
+//     reply decides which extensions Send uses.
+//  2. Send runs MAIL, RCPT and DATA, pipelined when offered, then streams
+//     Prepend and Body with a per-write timeout, then the final dot.
+//  3. Send may run again. If the previous transaction stopped after MAIL
+//     was accepted, the next Send begins with RSET.
+//  4. Quit or Close ends the connection.
+//
+// Invariants:
+//
+//   - Send returns exactly one Result per recipient, in order, on every
+//     path, including connection failures.
+//   - After the first connection-level failure the Conn is broken: every
+//     later Send returns ErrConnBroken and 421 results without touching the
+//     socket, because the protocol state is unknown.
+//   - The final dot is written only after the whole body was read. A body
+//     read error drops the connection instead, so no truncated message is
+//     delivered.
+//
+// The standard library's net/smtp was rejected as the base: it sends
+// commands one at a time without PIPELINING, returns only the first error
+// of a transaction instead of a reply per recipient, knows no DSN
+// parameters, and has no timeouts of its own.
 type Conn struct {
 	// Immutable after Dial.
 	opts   DialOptions

@@ -32,7 +32,7 @@ func testJob(rcpts ...string) *Job {
 	return j
 }
 
-func dialTest(t *testing.T, addr string, o DialOptions) *Conn {
+func dialTest(t testing.TB, addr string, o DialOptions) *Conn {
 	t.Helper()
 	if o.HeloName == "" {
 		o.HeloName = "relay.test"
@@ -48,7 +48,7 @@ func dialTest(t *testing.T, addr string, o DialOptions) *Conn {
 	return c
 }
 
-func send(t *testing.T, c *Conn, j *Job) []Result {
+func send(t testing.TB, c *Conn, j *Job) []Result {
 	t.Helper()
 	res, err := c.Send(context.Background(), j)
 	if err != nil {
@@ -213,7 +213,7 @@ func TestSendPerRecipientResults(t *testing.T) {
 }
 
 func TestSendPipelinesEnvelope(t *testing.T) {
-	// The receiver answers MAIL and RCPT only once DATA has arrived, so a
+	// The receiver replies to MAIL and RCPT only once DATA has arrived, so a
 	// client that waits for each reply runs into its 2-second timeout.
 	rcv := startReceiver(t, script{extensions: []string{"PIPELINING"}, holdUntilData: true})
 	c := dialTest(t, rcv.addr(), DialOptions{CommandTimeout: 2 * time.Second})
@@ -483,8 +483,8 @@ func TestSendBodyReadError(t *testing.T) {
 	if res[0].Code != 451 {
 		t.Errorf("result = %v, want 451", res[0])
 	}
-	// The truncated message must not be completed with a dot: the
-	// receiver sees the connection end inside DATA.
+	// The truncated message must not be completed with a dot, so the
+	// receiver's session ends inside DATA without a message.
 	select {
 	case <-rcv.ended:
 	case <-time.After(10 * time.Second):

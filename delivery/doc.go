@@ -16,8 +16,8 @@
 // A Conn carries one transaction at a time and is reused for the next
 // message to the same host. Round trips, not bandwidth, limit the rate of
 // a single connection, so Send pipelines the envelope (RFC 2920) when the
-// server offers PIPELINING: MAIL, every RCPT and DATA leave in one write,
-// which costs one round trip per message instead of one per command.
+// server offers PIPELINING. MAIL, every RCPT and DATA then leave in one
+// write, which costs one round trip per message instead of one per command.
 //
 // # Who retries what
 //

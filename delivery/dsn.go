@@ -272,6 +272,8 @@ func has8Bit(b []byte) bool {
 // does not occur in the enclosed message by chance.
 func newBoundary() string {
 	var r [12]byte
-	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails (Go 1.24 and later).
+	// Since Go 1.24 crypto/rand.Read crashes the program instead of
+	// returning an error.
+	_, _ = rand.Read(r[:])
 	return hex.EncodeToString(r[:])
 }

@@ -20,22 +20,24 @@ import (
 // script sets the replies of a receiver.
 type script struct {
 	greeting   string   // "" means a 220
-	noESMTP    bool     // answer EHLO with 502, so the client falls back to HELO
+	noESMTP    bool     // reply 502 to EHLO, so the client falls back to HELO
 	extensions []string // EHLO keywords after the greeting line
 	tlsConfig  *tls.Config
 	mailReply  string
 	rcptReply  func(addr string) string // nil: every RCPT gets 250
 	dataReply  string
 	dotReply   string
-	silentDot  bool // never answer the final dot
+	silentDot  bool // never reply to the final dot
 	// holdUntilData delays the replies to MAIL and RCPT until DATA arrives.
 	// A client that waits for each reply, instead of pipelining, then
 	// stalls until its timeout.
 	holdUntilData bool
+	// discard records nothing, so benchmarks run in constant memory.
+	discard bool
 }
 
-// receiver is a scripted SMTP server on loopback. It answers each command
-// from its script and records the command lines and the raw DATA bytes, so
+// receiver is a scripted SMTP server on loopback. It replies to each
+// command from its script and records the command lines and the raw DATA bytes, so
 // tests can check both the client's per-recipient results and the exact
 // octets that arrived.
 type receiver struct {
@@ -48,7 +50,7 @@ type receiver struct {
 	messages [][]byte // raw DATA content up to the terminating dot line
 }
 
-func startReceiver(t *testing.T, sc script) *receiver {
+func startReceiver(t testing.TB, sc script) *receiver {
 	t.Helper()
 	r := &receiver{script: sc}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,9 +110,11 @@ func (r *receiver) serve(nc net.Conn) {
 			return
 		}
 		line = strings.TrimRight(line, "\r\n")
-		r.mu.Lock()
-		r.commands = append(r.commands, line)
-		r.mu.Unlock()
+		if !r.discard {
+			r.mu.Lock()
+			r.commands = append(r.commands, line)
+			r.mu.Unlock()
+		}
 
 		verb, arg, _ := strings.Cut(line, " ")
 		var rep string
@@ -177,9 +181,11 @@ func (r *receiver) serve(nc net.Conn) {
 			if !ok {
 				return
 			}
-			r.mu.Lock()
-			r.messages = append(r.messages, msg)
-			r.mu.Unlock()
+			if !r.discard {
+				r.mu.Lock()
+				r.messages = append(r.messages, msg)
+				r.mu.Unlock()
+			}
 			if r.silentDot {
 				// Hold the connection open without a reply until the
 				// client gives up.
@@ -233,7 +239,7 @@ func orDefault(s, def string) string {
 
 // selfSignedTLS returns a server configuration with a fresh self-signed
 // ECDSA certificate, as opportunistic STARTTLS peers often have.
-func selfSignedTLS(t *testing.T) *tls.Config {
+func selfSignedTLS(t testing.TB) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

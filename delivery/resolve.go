@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/idna"
 )
 
-// Errors of MX resolution. IsPermanent tells them apart from temporary
+// Errors of MX resolution. IsPermanent distinguishes them from temporary
 // failures such as SERVFAIL and timeouts.
 var (
 	// ErrNoSuchDomain means an authoritative NXDOMAIN for the domain itself:
@@ -126,7 +127,8 @@ func (r *Resolver) retries() int {
 // A domain without MX records gets the implicit MX: the domain itself with
 // preference 0. A domain whose only MX is "." returns ErrNullMX (RFC 7505).
 // A domain literal such as "[192.0.2.1]" or "[IPv6:2001:db8::1]" returns
-// that address without any query (RFC 5321 section 4.1.3).
+// that address without any query (RFC 5321 section 4.1.3). A domain in
+// Unicode is converted to its A-label form before the lookup.
 //
 // Use IsPermanent to decide whether an error bounces the mail.
 func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]Host, error) {
@@ -134,6 +136,15 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]Host, error) 
 		return lookupLiteral(domain)
 	}
 	domain = strings.TrimSuffix(domain, ".")
+	if !isASCII(domain) {
+		// An internationalized domain (RFC 6531 recipients) is looked up
+		// by its A-label form (RFC 5891).
+		ascii, err := idna.Lookup.ToASCII(domain)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrInvalidDomain, domain, err)
+		}
+		domain = ascii
+	}
 	if domain == "" || len(domain) > 253 {
 		return nil, fmt.Errorf("%w: %q", ErrInvalidDomain, domain)
 	}
@@ -312,7 +323,7 @@ func (r *Resolver) exchange(ctx context.Context, req *dns.Msg, server string) (*
 	if resp.Truncated {
 		resp, _, err = r.tcp.ExchangeContext(ctx, req, server)
 		if err != nil {
-			return nil, fmt.Errorf("repeating truncated answer over tcp: %w", err)
+			return nil, fmt.Errorf("retrying truncated UDP response over TCP: %w", err)
 		}
 	}
 	return resp, nil
@@ -333,6 +344,15 @@ func lookupLiteral(domain string) ([]Host, error) {
 		return nil, fmt.Errorf("%w: address literal %q", ErrInvalidDomain, domain)
 	}
 	return []Host{{Name: domain, Addrs: []netip.Addr{addr}}}, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {

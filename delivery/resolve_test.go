@@ -194,6 +194,21 @@ func TestLookupMXSkipsHostsWithoutAddress(t *testing.T) {
 	}
 }
 
+func TestLookupMXInternationalized(t *testing.T) {
+	srv := testdns.Start(t)
+	srv.AddMX("xn--caf-dma.example", 10, "mx.xn--caf-dma.example")
+	srv.AddA("mx.xn--caf-dma.example", "127.0.0.9")
+	r := NewResolver(srv.Addr())
+
+	hosts, err := lookup(t, r, "café.example")
+	if err != nil {
+		t.Fatalf("LookupMX(café.example): %v", err)
+	}
+	if names := hostNames(hosts); !slices.Equal(names, []string{"mx.xn--caf-dma.example"}) {
+		t.Errorf("LookupMX(café.example) = %v, want [mx.xn--caf-dma.example]", names)
+	}
+}
+
 func TestLookupMXDomainLiteral(t *testing.T) {
 	srv := testdns.Start(t)
 	r := NewResolver(srv.Addr())

@@ -22,8 +22,8 @@ type transaction struct {
 
 // Send runs one mail transaction (RFC 5321 section 3.3) and returns one
 // Result per j.Rcpts entry, in the same order. A 4xx or 5xx reply to MAIL
-// becomes the result of every recipient; a reply to DATA or to the final dot
-// becomes the result of every recipient the server had accepted.
+// becomes the result of every recipient. A reply to DATA or to the final
+// dot becomes the result of every recipient the server had accepted.
 //
 // With PIPELINING (RFC 2920) MAIL, every RCPT and DATA go out in one write
 // before any reply is read. SIZE, BODY=8BITMIME, SMTPUTF8 and the DSN
@@ -227,6 +227,8 @@ func (c *Conn) data(tx *transaction) error {
 		return err
 	}
 	if j.Body != nil {
+		// TODO: send a body stored in a segment file with sendfile(2) when
+		// the connection is plain TCP; io.Copy moves it through user space.
 		if _, err := io.Copy(tw, j.Body); err != nil {
 			var we *writeError
 			if errors.As(err, &we) {
@@ -393,7 +395,7 @@ func xtext(s string) string {
 
 // tailWriter remembers the last two octets written, so data can tell
 // whether the body ended with CRLF. Write errors are wrapped in writeError
-// so they can be told apart from errors reading the body.
+// to distinguish them from errors reading the body.
 type tailWriter struct {
 	w    io.Writer
 	n    int64

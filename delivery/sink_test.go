@@ -17,7 +17,7 @@ const smtpSinkPath = "/usr/sbin/smtp-sink"
 // startSmtpSink runs Postfix's smtp-sink on a free loopback port, capturing
 // every transaction into a file under the returned directory, and stops it
 // when the test ends. The test fails when smtp-sink is missing.
-func startSmtpSink(t *testing.T, extraArgs ...string) (addr, dumpDir string) {
+func startSmtpSink(t testing.TB, extraArgs ...string) (addr, dumpDir string) {
 	t.Helper()
 	if _, err := os.Stat(smtpSinkPath); err != nil {
 		t.Fatalf("smtp-sink is required (install postfix): %v", err)
@@ -34,9 +34,25 @@ func startSmtpSink(t *testing.T, extraArgs ...string) (addr, dumpDir string) {
 		t.Fatalf("chmod dump directory: %v", err)
 	}
 
+	return runSmtpSink(t, append([]string{"-d", filepath.Join(dumpDir, "msg.")}, extraArgs...)), dumpDir
+}
+
+// startSmtpSinkNoDump runs smtp-sink without capture files, for benchmarks.
+func startSmtpSinkNoDump(t testing.TB) string {
+	t.Helper()
+	if _, err := os.Stat(smtpSinkPath); err != nil {
+		t.Fatalf("smtp-sink is required (install postfix): %v", err)
+	}
+	return runSmtpSink(t, nil)
+}
+
+// runSmtpSink starts smtp-sink with args on a free port and returns the
+// address once it accepts connections.
+func runSmtpSink(t testing.TB, args []string) string {
+	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
-		addr = freeLoopbackPort(t)
-		args := append([]string{"-u", "nobody", "-h", "sink.test", "-d", filepath.Join(dumpDir, "msg.")}, extraArgs...)
+		addr := freeLoopbackPort(t)
+		args := append([]string{"-u", "nobody", "-h", "sink.test"}, args...)
 		args = append(args, addr, "16")
 		cmd := exec.Command(smtpSinkPath, args...)
 		var stderr strings.Builder
@@ -65,16 +81,16 @@ func startSmtpSink(t *testing.T, extraArgs ...string) (addr, dumpDir string) {
 			}
 			if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 				nc.Close()
-				return addr, dumpDir
+				return addr
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	t.Fatalf("smtp-sink did not start")
-	return "", ""
+	return ""
 }
 
-func freeLoopbackPort(t *testing.T) string {
+func freeLoopbackPort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

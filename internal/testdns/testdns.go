@@ -27,7 +27,7 @@ import (
 	"github.com/miekg/dns"
 )
 
-// ttl is the TTL of every record, in seconds. Tests never wait for expiry.
+// ttl is the TTL of every record, in seconds.
 const ttl = 60
 
 // Server is a DNS server bound to 127.0.0.1 on one port, for both UDP and
@@ -252,8 +252,8 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 		resp.Answer = answer
 	}
-	// The write fails only when the client has gone away, which is the
-	// client's concern.
+	// A failed write means the client has timed out or gone away, and the
+	// client's test reports that on its own side.
 	_ = w.WriteMsg(resp)
 }
 
