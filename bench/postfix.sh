@@ -42,6 +42,12 @@ write_config() {
 	chown root:root "$dir" "$etc" "$dir/queue"
 	chmod 0755 "$dir" "$etc" "$dir/queue"
 	chown postfix:postfix "$dir/data"
+	# The postfix user must reach data_directory, so every parent of DIR
+	# must be searchable by it (mktemp -d creates mode 0700).
+	if ! runuser -u postfix -- test -w "$dir/data"; then
+		echo "postfix.sh: user postfix cannot write $dir/data; make every parent directory of $dir searchable (chmod 0755)" >&2
+		exit 1
+	fi
 
 	cat >"$etc/main.cf" <<CONF
 # Private benchmark instance written by bench/postfix.sh; do not edit.
@@ -130,8 +136,13 @@ start)
 	relayport=${4:-}
 	[[ $port =~ ^[0-9]+$ && $relayport =~ ^[0-9]+$ ]] || usage
 	write_config "$dir" "$port" "$relayport"
-	"$postfix_bin" -c "$dir/etc" check
-	"$postfix_bin" -c "$dir/etc" start
+	# postfix prints fatal errors only to a terminal or the mail log, so
+	# show the log on failure.
+	if ! "$postfix_bin" -c "$dir/etc" check || ! "$postfix_bin" -c "$dir/etc" start; then
+		echo "postfix.sh: postfix -c $dir/etc failed to start; last lines of $dir/maillog:" >&2
+		tail -5 "$dir/maillog" >&2 2>/dev/null || true
+		exit 1
+	fi
 	# Wait (bounded: 10 s) until smtpd accepts connections.
 	for _ in $(seq 1 100); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -600,3 +600,20 @@ func TestHoldIdleOpensConnections(t *testing.T) {
 		}
 	}
 }
+
+func TestReportBenchmarkName(t *testing.T) {
+	tests := []struct {
+		report Report
+		want   string
+	}{
+		{Report{Connections: 50, Size: "10240", Mode: "closed"}, "BenchmarkSend/conns=50/size=10240"},
+		{Report{Label: "relay", Connections: 50, Size: "10240", Mode: "closed"}, "BenchmarkSend/relay/conns=50/size=10240"},
+		{Report{Connections: 200, Size: "1024", Mode: "open", Rate: 500, Pipelining: true}, "BenchmarkSend/conns=200/size=1024/rate=500/pipelining=true"},
+		{Report{Connections: 1, Size: "2048-102400", Mode: "closed", Recipients: 3}, "BenchmarkSend/conns=1/size=2048-102400/rcpts=3"},
+	}
+	for _, tt := range tests {
+		if got := tt.report.BenchmarkName(); got != tt.want {
+			t.Errorf("BenchmarkName(%+v) = %q, want %q", tt.report, got, tt.want)
+		}
+	}
+}

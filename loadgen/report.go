@@ -109,6 +109,7 @@ func (l Latency) MarshalJSON() ([]byte, error) {
 
 // Report is the result of a Send run.
 type Report struct {
+	Label       string            `json:"label,omitempty"` // first element of the benchmark name
 	Target      string            `json:"target"`
 	Mode        string            `json:"mode"` // "closed" or "open"
 	Rate        float64           `json:"rate,omitempty"`
@@ -126,9 +127,15 @@ type Report struct {
 	Errors      map[string]uint64 `json:"errors"` // by command and reply code, or "io"
 }
 
-// BenchmarkName is the Go benchmark name of the run, for benchstat.
+// BenchmarkName is the Go benchmark name of the run, for benchstat. Runs
+// against different servers get the same name so that benchstat, given
+// one file per server, compares them.
 func (r *Report) BenchmarkName() string {
-	name := fmt.Sprintf("BenchmarkSend/conns=%d/size=%s", r.Connections, r.Size)
+	name := "BenchmarkSend"
+	if r.Label != "" {
+		name += "/" + r.Label
+	}
+	name += fmt.Sprintf("/conns=%d/size=%s", r.Connections, r.Size)
 	if r.Mode == "open" {
 		name += fmt.Sprintf("/rate=%g", r.Rate)
 	}

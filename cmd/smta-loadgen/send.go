@@ -36,6 +36,7 @@ func sendCommand() *cli.Command {
 			&cli.StringFlag{Name: "from", Value: "loadgen@example.org", Usage: "envelope and header sender"},
 			&cli.DurationFlag{Name: "timeout", Value: loadgenDefaultTimeout, Usage: "timeout for each connect and each reply"},
 			&cli.StringFlag{Name: "json", Usage: "also write the report as JSON to `FILE`"},
+			&cli.StringFlag{Name: "label", Usage: "scenario name inserted in the benchmark line (BenchmarkSend/LABEL/conns=...)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no per-second progress lines"},
 			&cli.BoolFlag{Name: "starttls", Hidden: true},
 			&cli.BoolFlag{Name: "bdat", Hidden: true},
@@ -87,6 +88,7 @@ func runSend(c *cli.Context) error {
 	if report == nil {
 		return sendErr
 	}
+	report.Label = c.String("label")
 	report.WriteSummary(os.Stderr)
 	if path := c.String("json"); path != "" {
 		if err := report.WriteJSON(path); err != nil {

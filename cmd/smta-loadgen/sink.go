@@ -106,7 +106,14 @@ func runSink(c *cli.Context) error {
 	fmt.Fprintf(os.Stderr, "sink stopped (%s): %d messages, %d recipients, %d bytes, %d malformed, %d injected 4xx, %d injected 5xx, %.1f msgs/s first to last\n",
 		reason, st.Messages, st.Recipients, st.Bytes, st.Malformed, st.TempFailed, st.PermFailed, rate)
 	if path := c.String("json"); path != "" {
-		data, err := json.MarshalIndent(st, "", "  ")
+		// The Unix times in seconds spare scripts from parsing RFC 3339
+		// with nanoseconds.
+		out := struct {
+			loadgen.SinkStats
+			FirstMessageUnix float64 `json:"first_message_unix"`
+			LastMessageUnix  float64 `json:"last_message_unix"`
+		}{st, unixSeconds(st.FirstMessage), unixSeconds(st.LastMessage)}
+		data, err := json.MarshalIndent(out, "", "  ")
 		if err != nil {
 			return fmt.Errorf("encoding sink counters: %w", err)
 		}
@@ -115,4 +122,11 @@ func runSink(c *cli.Context) error {
 		}
 	}
 	return closeErr
+}
+
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
