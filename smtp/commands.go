@@ -56,7 +56,7 @@ func (s *Session) cmdMail(arg []byte) Event {
 	if p.utf8 && !params.SMTPUTF8 {
 		return s.reply(replyNeedSMTPUTF8)
 	}
-	if max := s.cfg.MaxMessageSize; max > 0 && params.Size > max {
+	if limit := s.cfg.MaxMessageSize; limit > 0 && params.Size > limit {
 		return s.reply(replyDeclaredSizeTooBig)
 	}
 

@@ -42,7 +42,7 @@ func (d *dataReader) setFail(id replyID) {
 // where EventDataAborted reports the reply already queued.
 func (s *Session) feedData(in []byte) (int, Event) {
 	d := &s.data
-	max := s.cfg.MaxMessageSize
+	limit := s.cfg.MaxMessageSize
 	i := 0
 	for i < len(in) {
 		stuffed := 0
@@ -76,7 +76,7 @@ func (s *Session) feedData(in []byte) (int, Event) {
 				d.setFail(replyBareLineEnding)
 			}
 			if end > 0 {
-				d.addText(end-stuffed, max)
+				d.addText(end-stuffed, limit)
 				d.lineStart = false
 			}
 			i += end
@@ -93,7 +93,7 @@ func (s *Session) feedData(in []byte) (int, Event) {
 		if cr := bytes.IndexByte(line, '\r'); cr >= 0 && cr < lf-1 {
 			d.setFail(replyBareLineEnding)
 		}
-		d.addText(len(line)-stuffed, max)
+		d.addText(len(line)-stuffed, limit)
 		if crlf {
 			d.lineLen = 0
 		}
@@ -108,13 +108,13 @@ func (s *Session) feedData(in []byte) (int, Event) {
 }
 
 // addText accounts for n octets of the current line, CRLF included.
-func (d *dataReader) addText(n int, max int64) {
+func (d *dataReader) addText(n int, limit int64) {
 	d.lineLen += n
 	d.size += int64(n)
 	if d.lineLen > maxTextLine {
 		d.setFail(replyTextLineTooLong)
 	}
-	if max > 0 && d.size > max {
+	if limit > 0 && d.size > limit {
 		d.setFail(replyMessageTooBig)
 	}
 }
@@ -129,7 +129,12 @@ func (s *Session) endData() Event {
 		return Event{Kind: EventDataEnd}
 	}
 
-	s.endTransaction()
+	// The transaction stays readable while the driver handles
+	// EventDataAborted (to account for the failed message); the next
+	// Feed drops it.
+	s.data = dataReader{}
+	s.state = stateReady
+	s.dropTxOnFeed = true
 	s.queue(fail)
 	return Event{Kind: EventDataAborted, Reply: replyTable[fail].Reply}
 }

@@ -87,19 +87,20 @@ type Session struct {
 	maxErrors int
 
 	// Dialogue state, owned by the driving goroutine like everything below.
-	state       state
-	pending     decision
-	resetDue    bool // an accepted HELO/EHLO dropped a transaction; Feed reports EventReset next
-	discarding  bool // skipping the rest of a command line longer than MaxCommandLine
-	ehlo        bool // the accepted greeting was EHLO, so ESMTP parameters are allowed
-	tls         bool
-	helo        string
-	errors      int // replies counted by countsAsError
-	pendingHelo string
-	pendingEhlo bool
-	pendingRcpt Recipient
-	tx          Transaction
-	data        dataReader
+	state        state
+	pending      decision
+	resetDue     bool // an accepted HELO/EHLO dropped a transaction; Feed reports EventReset next
+	discarding   bool // skipping the rest of a command line longer than MaxCommandLine
+	dropTxOnFeed bool // an aborted message's transaction is cleared by the next Feed
+	ehlo         bool // the accepted greeting was EHLO, so ESMTP parameters are allowed
+	tls          bool
+	helo         string
+	errors       int // replies counted by countsAsError
+	pendingHelo  string
+	pendingEhlo  bool
+	pendingRcpt  Recipient
+	tx           Transaction
+	data         dataReader
 
 	// Output: bytes out[outStart:] are waiting to be written.
 	out      []byte
@@ -127,11 +128,24 @@ func NewSession(cfg *Config) *Session {
 	return s
 }
 
-// Start queues the "220 <host> ESMTP smta" greeting. To refuse the
-// connection instead, the driver calls Shutdown or queues its own reply
-// before closing; Start is then not called.
+// Start queues the "220 <host> ESMTP smta" greeting. To turn the
+// connection away instead, the driver calls Refuse and not Start.
 func (s *Session) Start() {
 	s.queue(replyGreeting)
+}
+
+// Refuse queues r in place of the greeting (typically 554 5.7.1 or 421
+// 4.7.0, from a connection policy) and closes the session. The driver
+// writes Output and closes the connection without reading commands.
+//
+// REQUIRES: r has a 4xx or 5xx code; Refuse panics otherwise.
+func (s *Session) Refuse(r Reply) {
+	if r.Code < 400 || r.Code > 599 {
+		panic("smtp: Refuse with non-error reply code " + strconv.Itoa(r.Code))
+	}
+	s.out = appendReply(s.out, r, "")
+	s.pending = decisionNone
+	s.state = stateClosed
 }
 
 // Feed consumes a prefix of in and returns its length and what the
@@ -165,6 +179,10 @@ func (s *Session) Start() {
 func (s *Session) Feed(in []byte) (n int, ev Event) {
 	if s.pending != decisionNone {
 		panic("smtp: Feed called while a decision is pending; call Accept, Reject or AcceptQueued first")
+	}
+	if s.dropTxOnFeed {
+		s.dropTxOnFeed = false
+		s.tx = Transaction{}
 	}
 	if s.resetDue {
 		s.resetDue = false
@@ -356,6 +374,10 @@ func (s *Session) endTransaction() {
 
 // Output returns the replies queued and not yet written. The slice is
 // valid until the next call to any other method.
+//
+// NOTE: the buffer is not bounded by the session. A driver that writes
+// Output whenever Feed returns EventNone, before reading more, bounds it
+// by the replies to one input buffer of pipelined commands.
 func (s *Session) Output() []byte {
 	return s.out[s.outStart:]
 }
@@ -366,16 +388,28 @@ func (s *Session) Advance(n int) {
 		panic("smtp: Advance beyond Output")
 	}
 	s.outStart += n
-	if s.outStart == len(s.out) {
+	switch {
+	case s.outStart == len(s.out):
 		s.out = s.out[:0]
+		s.outStart = 0
+	case s.outStart >= outCompactThreshold && 2*s.outStart >= len(s.out):
+		// Partial writes while replies keep coming: move the pending
+		// bytes down so the written prefix does not grow forever.
+		s.out = s.out[:copy(s.out, s.out[s.outStart:])]
 		s.outStart = 0
 	}
 }
 
+// outCompactThreshold is the written prefix of the output buffer, in
+// octets, past which Advance moves the pending bytes to the front.
+const outCompactThreshold = 4096
+
 // Transaction returns the mail transaction in progress. The pointer stays
 // the same for the life of the session, and its contents are replaced when
-// a transaction ends. The Rcpts slice is never reused, so a copy of it
-// taken for the spool stays valid.
+// a transaction ends. At EventDataEnd the transaction stays until
+// AcceptQueued or Reject, and at EventDataAborted until the next Feed, so
+// the driver can record the message. The Rcpts slice is never reused, so
+// a copy of it taken for the spool stays valid.
 func (s *Session) Transaction() *Transaction {
 	return &s.tx
 }

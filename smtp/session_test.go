@@ -288,3 +288,51 @@ func TestStateTableCoversVerbs(t *testing.T) {
 		t.Error("lookupCommand(MAILX) found a command")
 	}
 }
+
+func TestTransactionReadableAtAbort(t *testing.T) {
+	s := newDataSession(t, &Config{})
+	n, ev := s.Feed([]byte("bare\nLF\r\n.\r\n"))
+	if n != 12 || ev.Kind != EventDataAborted {
+		t.Fatalf("Feed(bare LF message) = %d, %v; want 12, data-aborted", n, ev.Kind)
+	}
+	if got := s.Transaction().From; got != "a@client.test" {
+		t.Errorf("Transaction().From at data-aborted = %q, want %q", got, "a@client.test")
+	}
+	if got := len(s.Transaction().Rcpts); got != 1 {
+		t.Errorf("len(Transaction().Rcpts) at data-aborted = %d, want 1", got)
+	}
+
+	s.Feed([]byte("NOOP\r\n"))
+	if tx := s.Transaction(); tx.From != "" || tx.Rcpts != nil {
+		t.Errorf("transaction after the next Feed = %+v, want empty", *tx)
+	}
+}
+
+func TestAdvanceCompactsOutput(t *testing.T) {
+	s := newReadySession(t, &Config{})
+	for range 400 {
+		s.Feed([]byte("NOOP\r\n"))
+		s.Advance(len(s.Output()) - 1) // leave one byte unwritten each time
+	}
+	if got, want := string(s.Output()), "\n"; got != want {
+		t.Errorf("Output() = %q, want %q", got, want)
+	}
+	if cap(s.out) > 2*outCompactThreshold+64 {
+		t.Errorf("output buffer grew to %d octets with one octet pending", cap(s.out))
+	}
+}
+
+func TestRefuseConnection(t *testing.T) {
+	s := NewSession(&Config{Hostname: "mx.test"})
+	s.Refuse(Reply{Code: 554, Enhanced: "5.7.1", Text: "Access denied"})
+	if got, want := string(s.Output()), "554 5.7.1 Access denied\r\n"; got != want {
+		t.Errorf("Output() after Refuse = %q, want %q", got, want)
+	}
+	if !s.Closing() {
+		t.Error("Closing() = false after Refuse")
+	}
+	if n, ev := s.Feed([]byte("EHLO x\r\n")); n != 8 || ev.Kind != EventClose {
+		t.Errorf("Feed after Refuse = %d, %v; want 8, close", n, ev.Kind)
+	}
+	expectPanic(t, "Refuse with 220", func() { NewSession(&Config{}).Refuse(Reply{Code: 220}) })
+}
