@@ -13,10 +13,24 @@
 // collected, so a single run of `smta check-config` reports up to
 // maxErrors problems, each as "file:line: directive: message".
 //
+// Each block kind has a table of the directives it allows (directives.go),
+// with argument counts, whether the directive may repeat, and a setter. The
+// tables also produce the "not allowed in <source> (allowed in <domain>)"
+// message, so a directive in the wrong block is explained rather than
+// reported as unknown.
+//
+// Inheritance is resolved during Parse. Every <domain> block starts from the
+// merged <domain *> settings, and Config.Domain returns a complete Domain.
+// Readers on the delivery path therefore read fields directly and never walk
+// a chain of parents. Keeping unset fields as "unset" and resolving them per
+// read was rejected, because every reader would have to repeat the rules.
+// Values that a file leaves unset hold their built-in defaults after Parse
+// for the same reason.
+//
 // A parsed Config is immutable and safe for concurrent readers. Reloading
-// (SIGHUP) parses a new Config and swaps the pointer; nothing is patched in
-// place. Values that a file leaves unset hold their built-in defaults after
-// Parse, so readers never need to know which defaults apply.
+// (SIGHUP) parses a new Config and swaps the pointer, and nothing is patched
+// in place. A file with any error yields no Config at all, so a reload never
+// applies half of a broken file.
 package config
 
 import (
@@ -239,13 +253,18 @@ func (c *Config) Domain(name string) *Domain {
 	if d, ok := c.Domains[name]; ok {
 		return d
 	}
+
+	// NB: the map lookup with string(key) does not allocate, so the
+	// wildcard walk costs no garbage per recipient.
+	var buf [256]byte
 	for rest := name; ; {
 		i := strings.IndexByte(rest, '.')
 		if i < 0 {
 			break
 		}
 		rest = rest[i+1:]
-		if d, ok := c.Domains["*."+rest]; ok {
+		key := append(append(buf[:0], "*."...), rest...)
+		if d, ok := c.Domains[string(key)]; ok {
 			return d
 		}
 	}

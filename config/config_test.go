@@ -120,6 +120,10 @@ func TestApplianceConfig(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	// The embedded default: every block kind it uses, comments, alignment.
 	f.Add(string(defaultConf))
+	// Every directive, from the reference example.
+	if full, err := os.ReadFile("testdata/full.conf"); err == nil {
+		f.Add(string(full))
+	}
 	// Every global directive once.
 	f.Add("host-name a.example\nhost-id A1\nsmtp-listener [::1]:25 tls\ntls-certificate c\ntls-key k\n" +
 		"max-message-size 1G\ndns-server 127.0.0.1:53\ninbound-mode epoll\nsmtp-data-timeout 4d12h\n")
@@ -198,6 +202,26 @@ func BenchmarkSource(b *testing.B) {
 			for b.Loop() {
 				if c.Source(ip).AlwaysAllowRelaying {
 					b.Fatal("192.0.2.1 may relay")
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+		})
+	}
+}
+
+// BenchmarkDomain measures the per-recipient settings lookup, which must not
+// allocate for lower-case names.
+func BenchmarkDomain(b *testing.B) {
+	c, err := Parse("b.conf", []byte("<domain *.example.org>\n</domain>\n<domain example.com>\n</domain>\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range []string{"example.com", "a.b.example.org", "mail.other.test"} {
+		b.Run("domain="+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if c.Domain(name) == nil {
+					b.Fatal("nil Domain")
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
