@@ -440,9 +440,17 @@ func (s *Session) TLSActive() bool { return s.tls }
 // not discard input here, because it keeps none; the driver drops the
 // plaintext it buffered after the STARTTLS line. STARTTLS is no longer
 // advertised or accepted.
+//
+// For implicit TLS (a listener where the handshake comes first, RFC 8314)
+// the driver calls TLSStarted on a new session, before or after Start and
+// before the first Feed.
+//
+// REQUIRES: EventStartTLS was returned, or the session is new and not yet
+// on TLS; TLSStarted panics otherwise.
 func (s *Session) TLSStarted() {
-	if s.state != stateTLSHandshake {
-		panic("smtp: TLSStarted called without EventStartTLS")
+	implicit := s.state == stateConnected && !s.tls && s.helo == "" && s.errors == 0
+	if s.state != stateTLSHandshake && !implicit {
+		panic("smtp: TLSStarted called without EventStartTLS on a session already in use")
 	}
 	s.state = stateConnected
 	s.tls = true

@@ -336,3 +336,22 @@ func TestRefuseConnection(t *testing.T) {
 	}
 	expectPanic(t, "Refuse with 220", func() { NewSession(&Config{}).Refuse(Reply{Code: 220}) })
 }
+
+func TestImplicitTLS(t *testing.T) {
+	s := NewSession(&Config{Hostname: "mx.test", StartTLS: true})
+	s.TLSStarted()
+	s.Start()
+	if !s.TLSActive() {
+		t.Fatal("TLSActive() = false after TLSStarted on a new session")
+	}
+	mustFeed(t, s, "EHLO client.test\r\n", EventHelo)
+	s.Accept()
+	if out := string(s.Output()); strings.Contains(out, "STARTTLS") {
+		t.Errorf("EHLO reply on implicit TLS advertises STARTTLS:\n%s", out)
+	}
+	n, _ := s.Feed([]byte("STARTTLS\r\n"))
+	if n != 10 || !strings.HasSuffix(string(s.Output()), "503 5.5.1 TLS already active\r\n") {
+		t.Errorf("STARTTLS on implicit TLS: output %q, want 503 5.5.1", s.Output())
+	}
+	expectPanic(t, "TLSStarted after EHLO", s.TLSStarted)
+}
