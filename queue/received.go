@@ -31,12 +31,13 @@ func receivedHeader(env *spool.Envelope, hostName, forRcpt string, now time.Time
 	}
 	if helo != "" || lit != "" {
 		b.WriteString(" from ")
-		if helo == "" {
-			helo = lit
-		}
-		b.WriteString(helo)
-		if lit != "" {
-			b.WriteString(" (" + lit + ")")
+		switch {
+		case helo == "":
+			b.WriteString(lit)
+		case lit == "":
+			b.WriteString(helo)
+		default:
+			b.WriteString(helo + " (" + lit + ")")
 		}
 		b.WriteString("\r\n\t")
 	} else {

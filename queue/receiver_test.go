@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,6 +18,13 @@ import (
 type receiver struct {
 	t  *testing.T
 	ln net.Listener
+
+	// noGreeting makes the receiver close each connection before the
+	// greeting, like a host that is down. stallData makes it store a
+	// message and then never reply to the final dot, until the client
+	// closes the connection.
+	noGreeting atomic.Bool
+	stallData  atomic.Bool
 
 	// mu guards the following.
 	mu          sync.Mutex
@@ -111,6 +119,9 @@ func (r *receiver) serve(c net.Conn, n int) {
 		_, err := c.Write([]byte(s + "\r\n"))
 		return err == nil
 	}
+	if r.noGreeting.Load() {
+		return
+	}
 	if !write("220 rx.test ESMTP") {
 		return
 	}
@@ -165,6 +176,10 @@ func (r *receiver) serve(c net.Conn, n int) {
 			r.msgs = append(r.msgs, *tx)
 			r.mu.Unlock()
 			tx = nil
+			if r.stallData.Load() {
+				br.ReadString('\n') // returns when the client closes
+				return
+			}
 			ok = write("250 2.0.0 queued")
 		case "QUIT":
 			write("221 2.0.0 bye")

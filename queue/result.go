@@ -59,8 +59,9 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 			rec.DSNAction = "failed"
 			rec.BounceCat = delivery.BounceCategory(res)
 			failed = appendFailed(failed, r, enhancedOf(res), h, r.LastReply)
-		case now.Sub(env.Received) > pol.BounceAfter:
-			// RFC 3463 4.4.7: delivery time expired.
+		case !env.Received.IsZero() && now.Sub(env.Received) > pol.BounceAfter:
+			// RFC 3463 4.4.7: delivery time expired. A message without a
+			// reception time never expires, rather than at once.
 			r.State = spool.RcptExpired
 			rec.Type = acct.TypeExpired
 			rec.DSNAction = "failed"

@@ -577,3 +577,136 @@ func TestEnqueueFutureGoesToSchedule(t *testing.T) {
 		t.Errorf("Stop: %v", err)
 	}
 }
+
+func TestUnreachableHopBacksOff(t *testing.T) {
+	down := startReceiver(t)
+	down.noGreeting.Store(true)
+	dns := testdns.Start(t)
+	dns.SetRcode("servfail.test", 2) // SERVFAIL
+
+	tests := []struct {
+		domain     string
+		wantStatus string
+	}{
+		{"down.test", "4.4.1 (no answer from host)"},
+		{"servfail.test", "4.4.3 (directory server failure)"},
+	}
+	for _, tt := range tests {
+		const messages = 3
+		h := newHarness(t, t.TempDir(), Options{
+			Resolver: delivery.NewResolver(dns.Addr()),
+			Policy:   routes(Policy{RetryAfter: time.Hour, MaxSMTPOut: 1}, map[string]string{"down.test": down.addr()}),
+		})
+		for range messages {
+			h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@" + tt.domain)}, testBody)
+		}
+		connsBefore := down.connections()
+		h.s.Start()
+		waitFor(t, "every message to be scheduled", func() bool { return h.queue(tt.domain).Scheduled == messages })
+
+		q := h.queue(tt.domain)
+		if q.Mode != ModeBackoff || q.Ready != 0 || q.Connections != 0 {
+			t.Errorf("%s: queue = %+v, want backoff with nothing ready", tt.domain, q)
+		}
+		if tt.domain == "down.test" {
+			if n := down.connections() - connsBefore; n != 1 {
+				t.Errorf("%s: connection attempts = %d, want 1 for %d messages", tt.domain, n, messages)
+			}
+		}
+		recs := h.records()
+		ts := recordsOfType(recs, acct.TypeTransient)
+		if len(ts) != messages || len(recs) != messages {
+			t.Fatalf("%s: records = %+v, want %d t records", tt.domain, recs, messages)
+		}
+		for _, r := range ts {
+			if r.DSNStatus != tt.wantStatus || r.NumAttempts != 1 || r.DSNAction != "delayed" {
+				t.Errorf("%s: t record = %+v, want status %q at attempt 1", tt.domain, r, tt.wantStatus)
+			}
+		}
+	}
+}
+
+func TestNoDSNWhenNotRequested(t *testing.T) {
+	tests := []struct {
+		name   string
+		notify string
+		dsn    bool
+	}{
+		{"notify never", "NEVER", true},
+		{"notify success only", "SUCCESS", true},
+		{"policy without DSNs", "", false},
+	}
+	for _, tt := range tests {
+		dest, home := startReceiver(t), startReceiver(t)
+		dest.script("a@dest.test", "550 5.1.1 no such user")
+		h := newHarness(t, t.TempDir(), Options{
+			Policy: routes(Policy{DSN: tt.dsn}, map[string]string{"dest.test": dest.addr(), "sender.test": home.addr()}),
+		})
+		h.s.Start()
+		h.submit(&spool.Envelope{
+			From:  "s@sender.test",
+			Rcpts: []spool.Recipient{{Addr: "a@dest.test", Notify: tt.notify}},
+		}, testBody)
+		waitFor(t, "the bounce", func() bool { return h.queue("dest.test").Failed == 1 })
+
+		if n := h.sp.Stats().Messages; n != 0 {
+			t.Errorf("%s: spool holds %d messages after the bounce, want 0 (no DSN)", tt.name, n)
+		}
+		h.stop()
+		if n := len(home.messages()); n != 0 {
+			t.Errorf("%s: sender's domain got %d messages, want none", tt.name, n)
+		}
+	}
+}
+
+func TestStopAbortsInFlightTransaction(t *testing.T) {
+	dir := t.TempDir()
+	rx := startReceiver(t)
+	rx.stallData.Store(true)
+	h := newHarness(t, dir, Options{Policy: routes(Policy{}, map[string]string{"one.test": rx.addr()})})
+	h.s.Start()
+	m := h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+	waitFor(t, "the body at the receiver", func() bool { return len(rx.messages()) == 1 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.s.Stop(ctx); err == nil {
+		t.Errorf("Stop with a stalled transaction = nil, want the context's error")
+	}
+	if q := h.queue("one.test"); q.Connections != 0 || q.Delivered != 0 {
+		t.Errorf("after Stop: queue = %+v, want no connection and nothing delivered", q)
+	}
+	h.stop()
+
+	// The outcome is unknown, so the recipient must still be pending.
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatalf("reopening spool: %v", err)
+	}
+	defer sp.Close()
+	var got []*spool.Message
+	sp.Recover(func(m *spool.Message) { got = append(got, m) })
+	if len(got) != 1 || got[0].Env.ID != m.Env.ID || got[0].Env.Rcpts[0].State != spool.RcptPending {
+		t.Errorf("recovered %+v, want %s with its recipient pending", got, m.Env.ID)
+	}
+}
+
+func TestPauseResume(t *testing.T) {
+	rx := startReceiver(t)
+	h := newHarness(t, t.TempDir(), Options{Policy: routes(Policy{}, map[string]string{"one.test": rx.addr()})})
+	h.s.Pause("One.Test")
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+
+	if q := h.queue("one.test"); q.Mode != ModePaused || q.Ready != 1 {
+		t.Errorf("paused queue = %+v, want paused with 1 ready", q)
+	}
+	if n := rx.connections(); n != 0 {
+		t.Errorf("connections while paused = %d, want 0", n)
+	}
+	h.s.Resume("one.test")
+	waitFor(t, "delivery after Resume", func() bool { return len(rx.messages()) == 1 })
+	if q := h.queue("one.test"); q.Mode != ModeNormal {
+		t.Errorf("resumed queue mode = %q, want %q", q.Mode, ModeNormal)
+	}
+}

@@ -266,7 +266,7 @@ func (s *Scheduler) deliver(q *queue, pol Policy, c *delivery.Conn, h hop, it *i
 	if err != nil {
 		s.log.Error("queue: reading message body failed", "queue", q.name, "msg", env.ID, "err", err)
 		s.finish(q, pol, h, it, sameResults(replyLocal, len(it.rcpts)))
-		return c.Reset() == nil
+		return true // no transaction was started, so the connection is idle
 	}
 	if cl, ok := body.(io.Closer); ok {
 		defer cl.Close()
