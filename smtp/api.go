@@ -40,10 +40,10 @@
 //
 // Rules a driver relies on:
 //
-//   - Feed leaves an unconsumed tail it cannot classify yet (an incomplete
-//     command line, or up to two octets in DATA); the driver keeps it and
-//     feeds it again with more input. Input buffers must hold at least
-//     MaxCommandLine octets. See Session.Feed.
+//   - Feed leaves an unconsumed tail that it cannot classify yet: an
+//     incomplete command line, or up to two octets in DATA. The driver
+//     keeps it and feeds it again with more input, so input buffers must
+//     hold at least MaxCommandLine octets. See Session.Feed.
 //   - Only CR LF "." CR LF ends DATA. A bare CR or bare LF in message text
 //     fails the message with 550 5.6.0 after the real end of data, as do
 //     a text line over 1000 octets (550 5.6.0) and a message over

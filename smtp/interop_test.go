@@ -267,7 +267,8 @@ with smtplib.SMTP(host, port, local_hostname="client.test", timeout=10) as c:
     c.starttls(context=ctx)
     c.ehlo()
     assert not c.has_extn("starttls"), "STARTTLS advertised after TLS"
-    assert c.has_extn("smtputf8") and c.has_extn("pipelining")
+    assert c.has_extn("smtputf8"), "SMTPUTF8 not advertised"
+    assert c.has_extn("pipelining"), "PIPELINING not advertised"
     refused = c.sendmail("sender@client.test", ["one@mx.test", "reject@mx.test"],
                          b"Subject: tls\r\n\r\n.dot\r\nbody\r\n")
     assert list(refused) == ["reject@mx.test"], refused

@@ -35,8 +35,8 @@ const (
 //     event that needs a decision. In data state it consumes as much
 //     message text as it can classify and returns it as EventBody.
 //  2. For EventHelo, EventMail, EventRcpt and EventData the driver decides
-//     at once with Accept or Reject; for EventDataEnd it may decide later
-//     (after the spool commit) with AcceptQueued or Reject.
+//     at once with Accept or Reject. For EventDataEnd it may decide later,
+//     after the spool commit, with AcceptQueued or Reject.
 //  3. Whenever Feed returns EventNone, or before closing, the driver writes
 //     Output to the socket and reports the written count with Advance.
 //
