@@ -309,9 +309,9 @@ func setBool(dst *bool, s string) error {
 	return nil
 }
 
-// setRecords joins the arguments so that "r, d, b" and "r,d,b" both work.
+// setRecords accepts "r,d,b", "r, d, b" and "r d b" alike.
 func setRecords(dst *[]string, n *node) error {
-	v, err := parseRecords(strings.Join(n.args, ""))
+	v, err := parseRecords(n.value)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"reflect"
@@ -185,6 +186,7 @@ func TestDirectiveErrors(t *testing.T) {
 		{"<webhook http://127.0.0.1/x>\nheader X-Key\n</webhook>", `t.conf:2: header: missing value (want header NAME VALUE)`},
 		{"<webhook http://127.0.0.1/x>\nheader Bad:Name v\n</webhook>", `t.conf:2: header: invalid header name "Bad:Name"`},
 		{"<webhook http://127.0.0.1/x>\nrecords\n</webhook>", `t.conf:2: records: missing value (want records TYPE,TYPE...)`},
+		{"<webhook http://127.0.0.1/x>\nrecords , ,\n</webhook>", `t.conf:2: records: missing record types: want a comma-separated list of r, d, b, t, e, rj, f`},
 
 		// Raw blocks.
 		{"<virtual-mta a/b>\n</virtual-mta>", `t.conf:1: <virtual-mta>: invalid name "a/b": want letters, digits, '.', '-' and '_'`},
@@ -427,7 +429,7 @@ func TestRoutes(t *testing.T) {
 func TestAcctFileBlock(t *testing.T) {
 	c := mustParse(t, `
 <acct-file /var/log/smta/acct.csv>
-    records r, d,b,rj
+    records r, d,b rj
     max-size 100M
     rotate-interval 1h
     keep 7
@@ -541,5 +543,17 @@ func TestLoad(t *testing.T) {
 
 	if _, err := Load(path + ".missing"); err == nil || !strings.HasPrefix(err.Error(), "config: open ") {
 		t.Errorf("Load(missing file) error = %v, want config: open ...", err)
+	}
+}
+
+func TestErrorListUnwrap(t *testing.T) {
+	_, err := Parse("t.conf", []byte("max-errors x\n"))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("errors.As(%v, *Error) = false, want true", err)
+	}
+	want := Error{File: "t.conf", Line: 1, Directive: "max-errors", Msg: `invalid number "x"`}
+	if *e != want {
+		t.Errorf("errors.As found %+v, want %+v", *e, want)
 	}
 }

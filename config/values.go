@@ -287,18 +287,22 @@ func parseRoute(s string) (Route, error) {
 	return r, nil
 }
 
-// parseRecords converts a comma-separated list of accounting record types
-// ("r,d,b,t,e,rj,f") into a list without duplicates, in file order.
+// parseRecords converts a list of accounting record types separated by
+// commas or spaces ("r,d,b,t,e,rj,f") into a list without duplicates, in
+// file order.
 func parseRecords(s string) ([]string, error) {
 	var out []string
-	for t := range strings.SplitSeq(s, ",") {
-		t = strings.ToLower(strings.TrimSpace(t))
+	for t := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		t = strings.ToLower(t)
 		if !slices.Contains(AllRecordTypes, t) {
 			return nil, fmt.Errorf("invalid record type %q: want a comma-separated list of r, d, b, t, e, rj, f", t)
 		}
 		if !slices.Contains(out, t) {
 			out = append(out, t)
 		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("missing record types: want a comma-separated list of r, d, b, t, e, rj, f")
 	}
 	return out, nil
 }
