@@ -67,7 +67,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 		rec, err := readRecord(x, r.rec)
 		r.rec = rec
 		if err != nil {
-			r.err = fmt.Errorf("spool: reading body of %s: %w", r.id, err)
+			r.err = fmt.Errorf("%w (message %s)", err, r.id)
 			return 0, r.err
 		}
 		r.cur = rec[recordHeaderSize:]
@@ -86,7 +86,7 @@ func readRecord(x extent, buf []byte) ([]byte, error) {
 	}
 	buf = buf[:need]
 	if x.Off+int64(need) > x.seg.size {
-		return buf, fmt.Errorf("%w: segment %d offset %d: record of %d octets extends past the segment end %d", ErrCorrupt, x.Seg, x.Off, need, x.seg.size)
+		return buf, fmt.Errorf("%w: segment %d offset %d: record of %d octets extends past the segment end at %d", ErrCorrupt, x.Seg, x.Off, need, x.seg.size)
 	}
 	if _, err := x.seg.f.ReadAt(buf, x.Off); err != nil {
 		if err == io.EOF {
@@ -95,7 +95,7 @@ func readRecord(x extent, buf []byte) ([]byte, error) {
 		return buf, fmt.Errorf("spool: reading segment %d at %d: %w", x.Seg, x.Off, err)
 	}
 	if err := verifyRecord(buf, x); err != nil {
-		return buf, fmt.Errorf("segment %d offset %d: %w", x.Seg, x.Off, err)
+		return buf, fmt.Errorf("%w: segment %d offset %d: %v", ErrCorrupt, x.Seg, x.Off, err)
 	}
 	return buf, nil
 }

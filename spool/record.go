@@ -61,13 +61,14 @@ func putHeader(b []byte, h recordHeader, payload []byte) {
 }
 
 // decodeHeader parses a record header without checking the checksum, which
-// needs the payload (see verifyRecord).
+// needs the payload (see verifyRecord). Its errors, like verifyRecord's,
+// describe the mismatch only; readRecord adds ErrCorrupt and the location.
 func decodeHeader(b []byte) (recordHeader, error) {
 	if len(b) < recordHeaderSize {
-		return recordHeader{}, fmt.Errorf("%w: header is %d octets, want %d", ErrCorrupt, len(b), recordHeaderSize)
+		return recordHeader{}, fmt.Errorf("header is %d octets, want %d", len(b), recordHeaderSize)
 	}
 	if m := binary.LittleEndian.Uint32(b[0:]); m != recordMagic {
-		return recordHeader{}, fmt.Errorf("%w: magic %#08x, want %#08x", ErrCorrupt, m, recordMagic)
+		return recordHeader{}, fmt.Errorf("magic %#08x, want %#08x", m, recordMagic)
 	}
 	return recordHeader{
 		gen:    binary.LittleEndian.Uint32(b[4:]),
@@ -87,18 +88,18 @@ func verifyRecord(rec []byte, want extent) error {
 	}
 	switch {
 	case h.gen != want.Gen:
-		return fmt.Errorf("%w: generation %d, want %d (stale data from an earlier use of the segment)", ErrCorrupt, h.gen, want.Gen)
+		return fmt.Errorf("generation %d, want %d (stale data from an earlier use of the segment)", h.gen, want.Gen)
 	case h.seq != want.Seq:
-		return fmt.Errorf("%w: sequence %d, want %d", ErrCorrupt, h.seq, want.Seq)
+		return fmt.Errorf("sequence %d, want %d", h.seq, want.Seq)
 	case h.length != want.Len:
-		return fmt.Errorf("%w: length %d, want %d", ErrCorrupt, h.length, want.Len)
+		return fmt.Errorf("length %d, want %d", h.length, want.Len)
 	case int64(len(rec)) != recordHeaderSize+int64(h.length):
-		return fmt.Errorf("%w: record is %d octets, header says %d", ErrCorrupt, len(rec), recordHeaderSize+int64(h.length))
+		return fmt.Errorf("record is %d octets, header gives %d", len(rec), recordHeaderSize+int64(h.length))
 	}
 	crc := crc32.Update(0, castagnoli, rec[:20])
 	crc = crc32.Update(crc, castagnoli, rec[recordHeaderSize:])
 	if crc != h.crc {
-		return fmt.Errorf("%w: checksum %#08x, want %#08x", ErrCorrupt, crc, h.crc)
+		return fmt.Errorf("checksum %#08x, want %#08x", crc, h.crc)
 	}
 	return nil
 }
