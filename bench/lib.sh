@@ -47,8 +47,8 @@ bench_require() {
 	fi
 }
 
-# bench_smta_available returns 0 when bin/smta exists and says why not
-# otherwise.
+# bench_smta_available returns 0 when bin/smta exists and prints the
+# reason otherwise.
 bench_smta_available() {
 	if [[ ! -x $SMTA ]]; then
 		echo "bench: smta side not measured: $SMTA not found (make build did not produce it)" >&2
@@ -160,7 +160,7 @@ bench_stop_smta() {
 # $BENCH_TMP/bench-$BENCH_SERVER.txt, one file per server, so that
 # `benchstat bench-postfix.txt bench-smta.txt` compares them. Functions that start processes set globals
 # instead of printing, so they run in the main shell and the EXIT trap
-# knows every PID.
+# has every PID.
 bench_loadgen() {
 	local port=$1 conns=$2 messages=$3 size=$4
 	shift 4

@@ -83,11 +83,11 @@ smtp_host_lookup = native
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 # Throughput tuning a Postfix operator would apply for a bulk relay, so
-# smta is compared with a tuned Postfix and not a desktop default:
+# smta is compared with a tuned Postfix and not a desktop default.
 # in_flow_delay (default 1s) throttles clients when the queue manager
-# lags, the anvil limits (defaults 50 connections per client) would
-# reject a 200-connection load from one address, and the destination
-# concurrency limit (default 20) caps parallel deliveries to the sink.
+# lags. The anvil limit (default 50 connections per client) would reject
+# a 200-connection load from one address. The destination concurrency
+# limit (default 20) caps parallel deliveries to the sink.
 in_flow_delay = 0s
 default_process_limit = ${PF_PROCESS_LIMIT:-500}
 smtpd_client_connection_count_limit = 0

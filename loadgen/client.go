@@ -49,8 +49,8 @@ func errKey(err error) string {
 
 // txResult is the outcome of one transaction besides its error.
 type txResult struct {
-	accepted int           // recipients answered 250
-	rejected []*replyError // recipients answered otherwise
+	accepted int           // recipients accepted with 250
+	rejected []*replyError // recipients rejected
 }
 
 // newClient wraps conn. writeBuffer is in octets: Send uses 64 KiB so a
@@ -136,8 +136,8 @@ func (c *client) expect(command string, want int) error {
 	return nil
 }
 
-// transaction sends one message. A nil error means the server answered
-// 250 to end of data. Rejected recipients are returned in the result and
+// transaction sends one message. A nil error means the server replied 250
+// to end of data. Rejected recipients are returned in the result and
 // do not fail the message unless none was accepted. After a rejected
 // transaction the connection is reset with RSET and stays usable; after
 // any other error it must be closed.

@@ -30,7 +30,7 @@ type recorder struct {
 	total    *hdrhistogram.Histogram
 	interval *hdrhistogram.Histogram // since the last progress line
 	errors   map[string]uint64
-	sent     uint64 // messages answered 250 at end of data
+	sent     uint64 // messages accepted with 250 at end of data
 	failed   uint64
 	rcpts    uint64 // accepted recipients of sent messages
 	bytes    uint64 // message octets of sent messages
@@ -117,7 +117,7 @@ type Report struct {
 	Size        string            `json:"size"`
 	Recipients  int               `json:"recipients_per_message"`
 	Pipelining  bool              `json:"pipelining"`
-	Sent        uint64            `json:"sent"`   // messages answered 250 at end of data
+	Sent        uint64            `json:"sent"`   // messages accepted with 250 at end of data
 	Failed      uint64            `json:"failed"` // messages not accepted
 	Accepted    uint64            `json:"accepted_recipients"`
 	Bytes       uint64            `json:"bytes"`

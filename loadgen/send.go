@@ -118,8 +118,8 @@ func Send(ctx context.Context, cfg SendConfig) (*Report, error) {
 	// Producer: a closed loop hands out sequence numbers as fast as
 	// workers take them, so each worker starts its next message when
 	// the previous one finished. An open loop sleeps until each
-	// message's scheduled time; if every worker is busy the job waits in
-	// the channel and its latency includes that wait.
+	// message's scheduled time. When every worker is busy, the job waits
+	// in the channel and its latency includes that wait.
 	go func() {
 		defer close(jobs)
 		for seq := 0; cfg.Messages == 0 || seq < cfg.Messages; seq++ {

@@ -21,12 +21,12 @@ type SinkConfig struct {
 	AllowRemote bool
 
 	// TempFail and PermFail are the shares (0 to 1) of RCPT commands
-	// answered with 451 4.3.0 and 550 5.1.1 instead of 250.
+	// rejected with 451 4.3.0 and 550 5.1.1 replies instead of 250.
 	TempFail float64
 	PermFail float64
 
 	// Latency delays the reply to end of data, as a server that syncs
-	// the message to disk before answering would. GreetingDelay delays
+	// the message to disk before replying would. GreetingDelay delays
 	// the 220 greeting.
 	Latency       time.Duration
 	GreetingDelay time.Duration
@@ -51,7 +51,7 @@ type SinkConfig struct {
 }
 
 // SinkStats are the counters of a Sink. Messages and Bytes count only
-// messages answered with 250 at end of data; Bytes is the message size
+// messages accepted with 250 at end of data, and Bytes is the message size
 // after dot-unstuffing, CRLF included.
 type SinkStats struct {
 	Connections    uint64 `json:"connections"`

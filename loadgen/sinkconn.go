@@ -276,10 +276,10 @@ func (c *sinkConn) readBody(check *structureCheck) (int64, error) {
 	}
 }
 
-// structureCheck tracks the properties of RFC 5322 a sink can check in
-// one pass: CRLF line endings, lines of at most 998 octets, a header
-// section of "name: value" fields (or folded continuations) ended by an
-// empty line, and the Date and From fields that section 3.6 requires.
+// structureCheck tracks the RFC 5322 properties a sink can check in one
+// pass. Lines must end in CRLF and be at most 998 octets long. The header
+// section must consist of "name: value" fields or folded continuations,
+// end with an empty line, and contain Date and From (section 3.6).
 type structureCheck struct {
 	inBody   bool
 	bad      bool

@@ -7,8 +7,9 @@ import (
 )
 
 // CheckTarget returns an error unless addr is host:port with a loopback
-// IP address or "localhost" as host, or allowRemote is set. It never
-// resolves names, so a check cannot leak a DNS query either.
+// IP address or "localhost" as host, or allowRemote is set. The check
+// itself resolves no names. The dialer resolves "localhost", normally from
+// /etc/hosts.
 func CheckTarget(addr string, allowRemote bool) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

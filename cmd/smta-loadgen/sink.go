@@ -31,8 +31,8 @@ func sinkCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:2526", Usage: "listen `host:port`; must be loopback unless --allow-remote"},
 			&cli.BoolFlag{Name: "allow-remote", Usage: "allow listening on a non-loopback address"},
-			&cli.Float64Flag{Name: "tempfail", Usage: "share (0 to 1) of RCPT commands answered 451"},
-			&cli.Float64Flag{Name: "permfail", Usage: "share (0 to 1) of RCPT commands answered 550"},
+			&cli.Float64Flag{Name: "tempfail", Usage: "share (0 to 1) of RCPT commands to reject with 451"},
+			&cli.Float64Flag{Name: "permfail", Usage: "share (0 to 1) of RCPT commands to reject with 550"},
 			&cli.DurationFlag{Name: "latency", Usage: "delay before each reply to end of data"},
 			&cli.DurationFlag{Name: "greeting-delay", Usage: "delay before the 220 greeting"},
 			&cli.BoolFlag{Name: "count-only", Usage: "skip the RFC 5322 structure check"},
