@@ -224,6 +224,42 @@ func TestSendPipelinesEnvelope(t *testing.T) {
 	}
 }
 
+func TestSendPipelinesLargeEnvelope(t *testing.T) {
+	// 1000 recipients make about 30 KiB of commands, above
+	// pipelineSyncLimit, so a second goroutine writes them while the
+	// replies are read. Every third recipient is rejected to check that
+	// replies still map to the right recipients.
+	const rcpts = 1000
+	rcv := startReceiver(t, script{
+		extensions: []string{"PIPELINING"},
+		rcptReply: func(addr string) string {
+			if strings.HasSuffix(addr, "3@example.com") {
+				return "550 5.1.1 no such user"
+			}
+			return "250 2.1.5 ok"
+		},
+	})
+	c := dialTest(t, rcv.addr(), DialOptions{})
+
+	var addrs []string
+	for i := range rcpts {
+		addrs = append(addrs, fmt.Sprintf("recipient%04d@example.com", i))
+	}
+	res := send(t, c, testJob(addrs...))
+	for i, r := range res {
+		want := 250
+		if i%10 == 3 {
+			want = 550
+		}
+		if r.Code != want {
+			t.Fatalf("result %d (%s) = %v, want %d", i, addrs[i], r, want)
+		}
+	}
+	if _, messages := rcv.snapshot(); len(messages) != 1 {
+		t.Errorf("receiver got %d messages, want 1", len(messages))
+	}
+}
+
 func TestSendWithoutESMTP(t *testing.T) {
 	rcv := startReceiver(t, script{noESMTP: true})
 	c := dialTest(t, rcv.addr(), DialOptions{})
@@ -366,6 +402,30 @@ func TestSendResetsAfterOpenTransaction(t *testing.T) {
 	}
 	if len(messages) != 2 {
 		t.Errorf("delivered %d messages, want 2", len(messages))
+	}
+}
+
+func TestResetAndQuit(t *testing.T) {
+	rcv := startReceiver(t, script{})
+	c := dialTest(t, rcv.addr(), DialOptions{})
+	if err := c.Reset(); err != nil {
+		t.Errorf("Reset: %v", err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Errorf("Quit: %v", err)
+	}
+	commands, _ := rcv.snapshot()
+	if want := []string{"EHLO relay.test", "RSET", "QUIT"}; !slices.Equal(commands, want) {
+		t.Errorf("commands = %q, want %q", commands, want)
+	}
+
+	// A closed Conn refuses further work without touching the socket.
+	res, err := c.Send(context.Background(), testJob("a@example.com"))
+	if !errors.Is(err, ErrConnBroken) || len(res) != 1 || res[0].Code != 421 {
+		t.Errorf("Send after Quit = %v, %v, want one 421 result and ErrConnBroken", res, err)
+	}
+	if err := c.Reset(); !errors.Is(err, ErrConnBroken) {
+		t.Errorf("Reset after Quit = %v, want ErrConnBroken", err)
 	}
 }
 

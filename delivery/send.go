@@ -157,6 +157,16 @@ func (c *Conn) envelope(tx *transaction, mail string, rcptLines []string) (reply
 	return c.step("DATA", durationOr(c.opts.DataInitTimeout, defaultDataInitTimeout))
 }
 
+// pipelineSyncLimit is the size of a pipelined envelope, in octets, up to
+// which it is written completely before any reply is read. RFC 2920 section
+// 3.1 forbids a client to block writing while the server blocks writing
+// replies nobody reads. An envelope this small fits in the initial Linux TCP
+// send buffer (16 KiB, the default of net.ipv4.tcp_wmem), which the previous
+// transaction has drained by the time its final reply arrived, so the write
+// completes without waiting for the server. A larger envelope is written by
+// a second goroutine while the replies are read.
+const pipelineSyncLimit = 8 << 10
+
 // envelopePipelined writes MAIL, every RCPT and DATA at once (RFC 2920
 // section 3.1) and then reads their replies in order.
 func (c *Conn) envelopePipelined(tx *transaction, mail string, rcptLines []string) (reply, error) {
@@ -164,26 +174,37 @@ func (c *Conn) envelopePipelined(tx *transaction, mail string, rcptLines []strin
 	lines = append(lines, mail)
 	lines = append(lines, rcptLines...)
 	lines = append(lines, "DATA")
-	if err := c.writeLines(c.commandTimeout(), lines...); err != nil {
-		return reply{}, err
+	size := 0
+	for _, l := range lines {
+		size += len(l) + 2
 	}
 
-	mailRep, err := c.readStep(c.commandTimeout())
-	if err != nil {
-		return reply{}, err
-	}
-	for _, i := range tx.sent {
-		rep, err := c.readStep(c.commandTimeout())
-		if err != nil {
+	var mailRep, dataRep reply
+	if size <= pipelineSyncLimit {
+		if err := c.writeLines(c.commandTimeout(), lines...); err != nil {
 			return reply{}, err
 		}
-		if mailRep.code == 250 {
-			tx.setRcpt(i, rep)
+		var err error
+		if mailRep, dataRep, err = c.readEnvelopeReplies(tx); err != nil {
+			return reply{}, err
 		}
-	}
-	dataRep, err := c.readStep(durationOr(c.opts.DataInitTimeout, defaultDataInitTimeout))
-	if err != nil {
-		return reply{}, err
+	} else {
+		written := make(chan error, 1)
+		go func() { written <- c.writeLines(c.commandTimeout(), lines...) }()
+		var readErr error
+		mailRep, dataRep, readErr = c.readEnvelopeReplies(tx)
+		if readErr != nil {
+			// The connection is lost anyway. Closing it unblocks the
+			// writer now instead of after its timeout.
+			c.nc.Close()
+		}
+		writeErr := <-written
+		if readErr != nil {
+			return reply{}, readErr
+		}
+		if writeErr != nil {
+			return reply{}, writeErr
+		}
 	}
 
 	switch {
@@ -206,6 +227,26 @@ func (c *Conn) envelopePipelined(tx *transaction, mail string, rcptLines []strin
 	}
 	c.needRSET = true
 	return dataRep, nil
+}
+
+// readEnvelopeReplies reads the replies to a pipelined MAIL, the RCPTs in
+// tx.sent and DATA, recording the RCPT results in tx.
+func (c *Conn) readEnvelopeReplies(tx *transaction) (mailRep, dataRep reply, err error) {
+	mailRep, err = c.readStep(c.commandTimeout())
+	if err != nil {
+		return mailRep, dataRep, err
+	}
+	for _, i := range tx.sent {
+		rep, err := c.readStep(c.commandTimeout())
+		if err != nil {
+			return mailRep, dataRep, err
+		}
+		if mailRep.code == 250 {
+			tx.setRcpt(i, rep)
+		}
+	}
+	dataRep, err = c.readStep(durationOr(c.opts.DataInitTimeout, defaultDataInitTimeout))
+	return mailRep, dataRep, err
 }
 
 // abortData ends a DATA phase that should not have started with an empty

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,32 @@ func TestSendSmtpSink421(t *testing.T) {
 		if r.Code != 421 || r.Permanent() {
 			t.Errorf("result %d = %v, want a 421", i, r)
 		}
+	}
+}
+
+func TestSendSmtpSinkWithoutPipelining(t *testing.T) {
+	// -p withholds PIPELINING and -e ESMTP altogether, so the client falls
+	// back to HELO and one command per round trip.
+	for _, flag := range []string{"-p", "-e"} {
+		t.Run(flag, func(t *testing.T) {
+			addr, dumpDir := startSmtpSink(t, flag)
+			c := dialTest(t, addr, DialOptions{})
+			if c.ext.pipelining {
+				t.Errorf("smtp-sink %s advertised PIPELINING", flag)
+			}
+			if got, want := c.ESMTP(), flag != "-e"; got != want {
+				t.Errorf("ESMTP() = %v with smtp-sink %s, want %v", got, flag, want)
+			}
+			res := send(t, c, testJob("a@example.com", "b@example.com"))
+			if got := codes(res); !slices.Equal(got, []int{250, 250}) {
+				t.Errorf("result codes = %v, want [250 250]", got)
+			}
+			if err := c.Quit(); err != nil {
+				t.Errorf("Quit: %v", err)
+			}
+			if dumps := sinkDumps(t, dumpDir, 1); len(dumps) != 1 {
+				t.Errorf("smtp-sink captured %d messages, want 1", len(dumps))
+			}
+		})
 	}
 }
