@@ -16,12 +16,13 @@
 // A queue has a ready list (FIFO of items due now) and a schedule (a min-heap
 // of items by next-attempt time). Enqueue puts an item on the ready list, or
 // on the schedule when its recipients carry a NextAttempt in the future, as
-// recovered messages may. Each queue owns one runtime timer set to its
-// earliest event (first scheduled item or end of a backoff); when it fires,
-// due items move to the ready list. The Go runtime's timer heap thus orders
-// the queues, and no goroutine scans all queues. A heap rather than a timer
-// wheel because retry intervals range from milliseconds to days, which a
-// wheel of fixed resolution and horizon serves poorly.
+// recovered messages may. Each queue owns one runtime timer, set to its
+// earliest event: the first scheduled item or the end of a backoff. When the
+// timer fires, due items move to the ready list. The Go runtime's timer heap
+// thus orders the queues, and no goroutine scans all queues. The schedule is
+// a heap rather than a timer wheel because retry intervals range from
+// milliseconds to days, which a wheel of fixed resolution and horizon serves
+// poorly.
 //
 // # Workers
 //

@@ -70,9 +70,9 @@ func (q *queue) schedule(it *item) { heap.Push(&q.sched, it) }
 func (q *queue) unschedule() *item { return heap.Pop(&q.sched).(*item) }
 
 // schedule is a min-heap of items by due time (container/heap). A heap keeps
-// insertion and removal at O(log n) for any spread of retry times; a timer
-// wheel would be cheaper per operation but needs a fixed resolution and
-// horizon, and retry-after values range from milliseconds in tests to days.
+// insertion and removal at O(log n) for any spread of retry times. A timer
+// wheel would be cheaper per operation, but it needs a fixed resolution and
+// horizon, while retry-after values range from milliseconds in tests to days.
 type schedule []*item
 
 func (h schedule) Len() int           { return len(h) }

@@ -16,7 +16,7 @@ import (
 // QUIT, one reply per command in order (which also serves pipelined
 // commands).
 type receiver struct {
-	t  *testing.T
+	t  testing.TB
 	ln net.Listener
 
 	// noGreeting makes the receiver close each connection before the
@@ -41,7 +41,7 @@ type rxMessage struct {
 	data  string   // wire form without the final ".\r\n"
 }
 
-func startReceiver(t *testing.T) *receiver {
+func startReceiver(t testing.TB) *receiver {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // finish applies the results of one attempt on it, where results[i] is the
-// outcome for recipient it.rcpts[i]: it updates the recipient states, sends
+// outcome for recipient it.rcpts[i]. It updates the recipient states, stores
 // one DSN for the recipients that failed, stores the states in the spool,
 // writes the accounting records and schedules the retry.
 //
@@ -182,13 +182,13 @@ func appendFailed(failed []delivery.FailedRcpt, r *spool.Recipient, status strin
 		ORcpt:      r.ORcpt,
 		Action:     "failed",
 		Status:     status,
-		RemoteMTA:  h.mta(),
+		RemoteMTA:  h.name, // RFC 3464 2.3.5: a host name, without the address comment
 		Diagnostic: diag,
 	})
 }
 
-// notifyFailure reports whether a recipient's RFC 3461 NOTIFY parameter asks
-// for failure DSNs. Without NOTIFY the MTA decides (RFC 3461 4.1), and smta
+// notifyFailure reports whether a recipient's RFC 3461 NOTIFY parameter
+// requests failure DSNs. Without NOTIFY the MTA decides (RFC 3461 4.1), and smta
 // reports failures.
 func notifyFailure(notify string) bool {
 	if notify == "" {

@@ -37,7 +37,7 @@ type Policy struct {
 	// MaxMsgPerConn is the maximum number of transactions on one connection;
 	// 0 means no limit (a connection closes when the ready list is empty).
 	MaxMsgPerConn int
-	// UseTLS asks for STARTTLS when the next hop offers it.
+	// UseTLS enables STARTTLS when the next hop offers it.
 	UseTLS bool
 	// DSN enables delivery status notifications for bounces and expiries.
 	DSN bool
@@ -216,8 +216,9 @@ func (s *Scheduler) Start() {
 
 // Stop stops taking work and waits for in-flight transactions to finish.
 // Each finished transaction has already stored its recipient states with
-// spool.Update or spool.Remove, so nothing else needs persisting; closing the
-// spool afterwards makes those updates durable. When ctx ends first, Stop
+// spool.Update or spool.Remove, so nothing else needs persisting. Those
+// writes are not synced, so a crash before the spool's index reaches the disk
+// repeats the attempts (at least once, never lost). When ctx ends first, Stop
 // aborts the open transactions, whose recipients stay pending (they are
 // delivered again after restart: at least once), and returns ctx's error.
 func (s *Scheduler) Stop(ctx context.Context) error {

@@ -28,7 +28,7 @@ const testBody = "From: <s@sender.test>\r\nTo: <a@one.test>\r\nSubject: test\r\n
 // harness is a Scheduler over a real spool and a real accounting log in
 // t.TempDir().
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	acctDir string
 	sp      *spool.Spool
 	acct    *acct.Logger
@@ -39,11 +39,11 @@ type harness struct {
 
 // testLogger sends slog output to t.Log, at debug level so a failing test
 // shows the scheduler's decisions.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -52,13 +52,13 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // newHarness opens a spool and an accounting log in dir and a Scheduler with
 // o, whose Spool, Acct, HostName and Logger it fills in when unset.
-func newHarness(t *testing.T, dir string, o Options) *harness {
+func newHarness(t testing.TB, dir string, o Options) *harness {
 	t.Helper()
 	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{SegmentSize: 1 << 20})
 	if err != nil {
 		t.Fatalf("spool.Open: %v", err)
 	}
-	acctDir := t.TempDir() // per run, so records() sees only this run's records
+	acctDir := t.TempDir() // per run, so records() returns only this run's records
 	al, err := acct.Open(acct.Options{Dir: acctDir, Logger: testLogger(t)})
 	if err != nil {
 		sp.Close()
@@ -139,7 +139,7 @@ func (h *harness) queue(name string) QueueInfo {
 	return QueueInfo{}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for !cond() {

@@ -20,7 +20,7 @@ type hop struct {
 	local  netip.Addr
 }
 
-// mta formats the hop as accounting's dsnMta and a DSN's Remote-MTA:
+// mta formats the hop as accounting's dsnMta:
 // "mx.example.com (192.0.2.1)".
 func (h hop) mta() string {
 	switch {
@@ -212,8 +212,8 @@ func addressLiteral(d string) (netip.Addr, bool) {
 
 // connectFailed finishes first with the connection error. A permanent error
 // (null MX, no such domain) fails every ready item of the queue at once. A
-// transient one does so too when no other worker of the queue holds a
-// connection, and then puts the queue in backoff for RetryAfter, so a dead
+// transient error does the same when no other worker of the queue holds a
+// connection, and then puts the queue in backoff for RetryAfter. So a dead
 // next hop costs one failed connection per retry interval, not one per
 // message.
 func (s *Scheduler) connectFailed(q *queue, pol Policy, first *item, err error) {
