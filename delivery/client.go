@@ -64,7 +64,11 @@ func parseEHLO(lines []string) extensions {
 			ext.pipelining = true
 		case "SIZE":
 			ext.size = true
-			ext.maxSize, _ = strconv.ParseInt(strings.TrimSpace(param), 10, 64)
+			// A missing, malformed or negative limit means no limit
+			// (RFC 1870 section 4).
+			if n, err := strconv.ParseInt(strings.TrimSpace(param), 10, 64); err == nil && n > 0 {
+				ext.maxSize = n
+			}
 		case "8BITMIME":
 			ext.eightBit = true
 		case "SMTPUTF8":
@@ -106,10 +110,10 @@ func parseEHLO(lines []string) extensions {
 //     read error drops the connection instead, so no truncated message is
 //     delivered.
 //
-// The standard library's net/smtp was rejected as the base: it sends
-// commands one at a time without PIPELINING, returns only the first error
-// of a transaction instead of a reply per recipient, knows no DSN
-// parameters, and has no timeouts of its own.
+// The standard library's net/smtp was rejected as the base. Its Client
+// sends one command per round trip without PIPELINING and has neither DSN
+// parameters nor timeouts of its own, and SendMail stops at the first
+// rejected recipient instead of returning a reply per recipient.
 type Conn struct {
 	// Immutable after Dial.
 	opts   DialOptions

@@ -103,6 +103,8 @@ func FuzzReadReply(f *testing.F) {
 	f.Add([]byte("220 x\n250 y\r\n"))
 	f.Add([]byte("250 a\x00b\x7fc\r\n"))
 	f.Add([]byte("25"))
+	// An EHLO reply with a negative SIZE limit.
+	f.Add([]byte("250-mx\r\n250 SIZE -5\r\n"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(strings.NewReader(string(data)), maxReplyLine)
@@ -124,6 +126,9 @@ func FuzzReadReply(f *testing.F) {
 				if strings.ContainsFunc(l, func(c rune) bool { return c < ' ' || c == 0x7f }) {
 					t.Fatalf("line %q keeps a control character", l)
 				}
+			}
+			if ext := parseEHLO(r.lines); ext.maxSize < 0 {
+				t.Fatalf("parseEHLO(%q) gave a negative SIZE %d", r.lines, ext.maxSize)
 			}
 		}
 		t.Fatalf("readReply did not consume input %q", data)

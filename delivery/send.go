@@ -160,7 +160,7 @@ func (c *Conn) envelope(tx *transaction, mail string, rcptLines []string) (reply
 // pipelineSyncLimit is the size of a pipelined envelope, in octets, up to
 // which it is written completely before any reply is read. RFC 2920 section
 // 3.1 forbids a client to block writing while the server blocks writing
-// replies nobody reads. An envelope this small fits in the initial Linux TCP
+// replies the client does not read. An envelope this small fits in the initial Linux TCP
 // send buffer (16 KiB, the default of net.ipv4.tcp_wmem), which the previous
 // transaction has drained by the time its final reply arrived, so the write
 // completes without waiting for the server. A larger envelope is written by

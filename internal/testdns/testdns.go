@@ -11,6 +11,7 @@
 //	r := delivery.NewResolver(srv.Addr())
 //
 // Names are case-insensitive and may be given with or without the final dot.
+// CNAMEs are followed within the zone, and AddPTR fills the reverse tree.
 // A name with no records gets NXDOMAIN; a name that has records, but none of
 // the requested type, gets an empty NOERROR answer (NODATA). SetRcode,
 // SetTruncated and SetDrop inject the failures a resolver must handle.
@@ -122,6 +123,24 @@ func (s *Server) AddMX(domain string, pref uint16, host string) {
 	s.add(&dns.MX{Hdr: header(domain, dns.TypeMX), Preference: pref, Mx: dns.Fqdn(host)})
 }
 
+// AddCNAME makes name an alias of target. Queries for other types at name
+// get the CNAME followed by target's records of that type, as a recursive
+// resolver returns them.
+func (s *Server) AddCNAME(name, target string) {
+	s.add(&dns.CNAME{Hdr: header(name, dns.TypeCNAME), Target: canonical(target)})
+}
+
+// AddPTR adds a PTR record mapping ip to host in the in-addr.arpa or
+// ip6.arpa tree, for reverse lookups such as iprev. It panics if ip is not
+// an IP address.
+func (s *Server) AddPTR(ip, host string) {
+	rev, err := dns.ReverseAddr(netip.MustParseAddr(ip).String())
+	if err != nil {
+		panic("testdns: AddPTR: " + err.Error())
+	}
+	s.add(&dns.PTR{Hdr: header(rev, dns.TypePTR), Ptr: canonical(host)})
+}
+
 // SetNullMX replaces the MX records of domain with the single null MX of
 // RFC 7505 ("0 .").
 func (s *Server) SetNullMX(domain string) {
@@ -227,13 +246,8 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	drop := s.dropped[name]
 	rcode, forced := s.rcodes[name]
 	truncate := s.truncated[name] && !overTCP
-	rrs, known := s.records[name]
-	var answer []dns.RR
-	for _, rr := range rrs {
-		if q.Qtype == dns.TypeANY || rr.Header().Rrtype == q.Qtype {
-			answer = append(answer, dns.Copy(rr))
-		}
-	}
+	_, known := s.records[name]
+	answer := s.answerLocked(name, q.Qtype)
 	s.mu.Unlock()
 
 	switch {
@@ -248,13 +262,42 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	default:
 		for _, rr := range answer {
 			// Keep the spelling of the question, as real servers do.
-			rr.Header().Name = q.Name
+			if canonical(rr.Header().Name) == name {
+				rr.Header().Name = q.Name
+			}
 		}
 		resp.Answer = answer
 	}
 	// A failed write means the client has timed out or gone away, and the
 	// client's test reports that on its own side.
 	_ = w.WriteMsg(resp)
+}
+
+// maxCNAMEChain bounds how many aliases answerLocked follows, so a CNAME
+// loop in a test zone ends.
+const maxCNAMEChain = 8
+
+// answerLocked returns copies of the records of qtype at name, following
+// CNAMEs within the zone. REQUIRES: s.mu held.
+func (s *Server) answerLocked(name string, qtype uint16) []dns.RR {
+	var answer []dns.RR
+	for range maxCNAMEChain {
+		var alias *dns.CNAME
+		for _, rr := range s.records[name] {
+			switch {
+			case qtype == dns.TypeANY || rr.Header().Rrtype == qtype:
+				answer = append(answer, dns.Copy(rr))
+			case rr.Header().Rrtype == dns.TypeCNAME:
+				alias = rr.(*dns.CNAME)
+			}
+		}
+		if alias == nil || qtype == dns.TypeCNAME || qtype == dns.TypeANY {
+			return answer
+		}
+		answer = append(answer, dns.Copy(alias))
+		name = alias.Target
+	}
+	return answer
 }
 
 func header(name string, rrtype uint16) dns.RR_Header {

@@ -126,3 +126,36 @@ func TestAddTXTSplitsLongStrings(t *testing.T) {
 		t.Errorf("joined TXT differs from the added text")
 	}
 }
+
+func TestServerCNAMEAndPTR(t *testing.T) {
+	srv := Start(t)
+	srv.AddCNAME("www.example.com", "web.example.com")
+	srv.AddA("web.example.com", "127.0.0.8")
+	srv.AddCNAME("loop1.example.com", "loop2.example.com")
+	srv.AddCNAME("loop2.example.com", "loop1.example.com")
+	srv.AddPTR("127.0.0.8", "web.example.com")
+	srv.AddPTR("::1", "localhost.example.com")
+
+	resp := exchange(t, srv, "udp", "www.example.com", dns.TypeA)
+	if len(resp.Answer) != 2 {
+		t.Fatalf("A www.example.com: %d answers, want CNAME and A", len(resp.Answer))
+	}
+	if cname, ok := resp.Answer[0].(*dns.CNAME); !ok || cname.Target != "web.example.com." {
+		t.Errorf("first answer = %v, want CNAME to web.example.com.", resp.Answer[0])
+	}
+	if a, ok := resp.Answer[1].(*dns.A); !ok || a.A.String() != "127.0.0.8" || a.Hdr.Name != "web.example.com." {
+		t.Errorf("second answer = %v, want web.example.com. A 127.0.0.8", resp.Answer[1])
+	}
+
+	if resp := exchange(t, srv, "udp", "loop1.example.com", dns.TypeA); len(resp.Answer) != maxCNAMEChain {
+		t.Errorf("CNAME loop: %d answers, want %d", len(resp.Answer), maxCNAMEChain)
+	}
+
+	for ip, want := range map[string]string{"127.0.0.8": "web.example.com.", "::1": "localhost.example.com."} {
+		rev, _ := dns.ReverseAddr(ip)
+		resp := exchange(t, srv, "udp", rev, dns.TypePTR)
+		if len(resp.Answer) != 1 || resp.Answer[0].(*dns.PTR).Ptr != want {
+			t.Errorf("PTR %s = %v, want %s", ip, resp.Answer, want)
+		}
+	}
+}
