@@ -166,7 +166,7 @@ func containsSegment(gs []*segment, g *segment) bool {
 
 func (s *Spool) setFailed(err error) {
 	if s.failed.CompareAndSwap(nil, &err) {
-		s.log.Error("spool: sync failed, rejecting all further commits", "err", err)
+		s.log.Error("sync failed, rejecting all further commits", "err", err)
 	}
 }
 

@@ -72,7 +72,7 @@
 //
 //   - One file per message, as Postfix does: every message costs a file
 //     creation, an inode, a directory entry and its own fsync, so the disk
-//     sees several journal commits per message and nothing is shared between
+//     performs several journal commits per message and nothing is shared between
 //     concurrent messages.
 //   - A write-ahead log plus separate body files: bodies would be written
 //     twice (log and file), or the files would bring back per-message

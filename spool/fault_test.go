@@ -157,10 +157,13 @@ func TestBodyDetectsCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Inject = %v", err)
 	}
+
+	// Damage the second of three records.
 	x := m.exts[1]
 	if _, err := x.seg.f.WriteAt([]byte{0xff}, x.Off+recordHeaderSize+7); err != nil {
 		t.Fatal(err)
 	}
+
 	r, err := s.Body(m)
 	if err != nil {
 		t.Fatalf("Body = %v", err)

@@ -20,7 +20,7 @@ func FuzzRecord(f *testing.F) {
 	f.Add(valid(1, 0, flagLast, "Subject: x\r\n\r\nhi\r\n"))
 	// A valid empty final record.
 	f.Add(valid(7, 3, flagLast, ""))
-	// A header with no payload although its length says 5.
+	// A header with no payload although its length field is 5.
 	f.Add(valid(1, 0, 0, "hello")[:recordHeaderSize])
 	// A payload byte flipped after the checksum was computed.
 	flipped := valid(1, 0, 0, "hello")

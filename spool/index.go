@@ -81,10 +81,10 @@ func decodeEntry(b []byte) (entry, error) {
 }
 
 // Message ids have the form <hostid>-<epoch>-<counter>, epoch and counter in
-// base 36. The epoch is the unix second at which the spool was opened, raised
-// if needed to one more than the epoch persisted by the previous open, so two
-// runs never share an epoch even when they start in the same second or the
-// clock steps back. The counter starts at 1 for each epoch. The flock on the
+// base 36. The epoch is the unix second at which the spool was opened. Open
+// raises it to one more than the epoch persisted by the previous open when
+// needed, so two runs never share an epoch, even when they start in the same
+// second or the clock steps back. The counter starts at 1 for each epoch. The flock on the
 // spool directory makes one process the only id source for a spool.
 
 // defaultHostID derives a host id from the short host name, keeping only

@@ -17,18 +17,19 @@ import (
 )
 
 // Open opens or creates the spool in dir (subdirectories segments/ and
-// index/), locks it against other processes, and recovers its state: it
-// reads every index entry, verifies every record it points to, moves entries
-// whose body fails verification aside under the "corrupt/" key prefix,
-// deletes entries whose recipients are all final, and rebuilds the segment
-// reference counts. The surviving messages are handed out by Recover.
+// index/) and locks it against other processes. It then recovers the state.
+// Every index entry is read and every record it points to is verified.
+// Entries whose body fails verification are moved aside under the "corrupt/"
+// key prefix, and entries whose recipients are all final are deleted. The
+// segment reference counts are rebuilt, and Recover hands out the surviving
+// messages.
 func Open(dir string, opts Options) (*Spool, error) {
 	segSize := opts.SegmentSize
 	if segSize == 0 {
 		segSize = defaultSegmentSize
 	}
-	if segSize < minSegmentSize || segSize > 1<<32 {
-		return nil, fmt.Errorf("spool: segment size %d octets is invalid, want %d to %d", segSize, minSegmentSize, int64(1)<<32)
+	if segSize < minSegmentSize {
+		return nil, fmt.Errorf("spool: segment size %d octets is invalid, want at least %d", segSize, minSegmentSize)
 	}
 	hostID := defaultHostID()
 	if opts.HostID != "" {
@@ -61,11 +62,12 @@ func Open(dir string, opts Options) (*Spool, error) {
 		chunk:         int(min(maxChunk, segSize/4)),
 		hostID:        hostID,
 		commitDelay:   opts.CommitDelay,
-		log:           slog.Default(),
+		log:           slog.Default().With("component", "spool"),
 		segs:          make(map[uint32]*segment),
 		kick:          make(chan struct{}, 1),
 		committerDone: make(chan struct{}),
 	}
+	start := time.Now()
 	if err := s.load(); err != nil {
 		for _, g := range s.segs {
 			g.f.Close()
@@ -75,7 +77,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, err
 	}
 	go s.commitLoop()
-	s.log.Info("spool opened", "dir", dir, "messages", s.messages.Load(), "segments", len(s.segs), "corrupt", s.corrupt.Load())
+	s.log.Info("spool opened", "dir", dir, "messages", s.messages.Load(), "segments", len(s.segs), "corrupt", s.corrupt.Load(), "took", time.Since(start))
 	return s, nil
 }
 
@@ -177,7 +179,7 @@ func (s *Spool) load() error {
 	for _, g := range doomed {
 		g.f.Close()
 		if err := os.Remove(g.path); err != nil {
-			s.log.Error("spool: deleting unused segment failed", "segment", g.no, "err", err)
+			s.log.Error("deleting unused segment failed", "segment", g.no, "err", err)
 		}
 	}
 	return nil
@@ -210,7 +212,7 @@ func (s *Spool) loadGenerations() (map[uint32]uint32, error) {
 		no, err1 := strconv.ParseUint(strings.TrimPrefix(string(it.Key()), prefixSegment), 10, 32)
 		gen, err2 := strconv.ParseUint(string(it.Value()), 10, 32)
 		if err1 != nil || err2 != nil {
-			s.log.Warn("spool: ignoring invalid segment generation key", "key", string(it.Key()), "value", string(it.Value()))
+			s.log.Warn("ignoring invalid segment generation key", "key", string(it.Key()), "value", string(it.Value()))
 			continue
 		}
 		gens[uint32(no)] = uint32(gen)
@@ -218,9 +220,9 @@ func (s *Spool) loadGenerations() (map[uint32]uint32, error) {
 	return gens, it.Error()
 }
 
-// openSegments opens every segment file, setting its generation from gens
-// (the index may lag when a crash lost an unsynced generation bump;
-// scanMessages raises it to the highest generation an entry references).
+// openSegments opens every segment file and sets its generation from gens.
+// The index may lag when a crash lost an unsynced generation bump, so
+// scanMessages raises it to the highest generation an entry references.
 func (s *Spool) openSegments(gens map[uint32]uint32) error {
 	ents, err := os.ReadDir(s.segDir)
 	if err != nil {
@@ -285,7 +287,7 @@ func (s *Spool) scanMessages(b *pebble.Batch) error {
 			buf, err = s.verifyExtents(e.Extents, buf)
 		}
 		if err != nil {
-			s.log.Error("spool: message failed verification, moved aside", "id", id, "key", prefixCorrupt+id, "err", err)
+			s.log.Error("message failed verification, moved aside", "id", id, "key", prefixCorrupt+id, "err", err)
 			s.corrupt.Add(1)
 			b.Set([]byte(prefixCorrupt+id), val, nil)
 			b.Delete(key, nil)

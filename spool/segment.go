@@ -104,7 +104,7 @@ func preallocate(f *os.File, size int64, warned *atomic.Bool) error {
 		return os.NewSyscallError("fallocate", err)
 	}
 	if warned.CompareAndSwap(false, true) {
-		slog.Warn("spool: fallocate not supported, writing zeros to preallocate segments", "file", f.Name())
+		slog.Warn("fallocate not supported, writing zeros to preallocate segments", "component", "spool", "file", f.Name())
 	}
 	zeros := make([]byte, 1<<20)
 	for off := int64(0); off < size; off += int64(len(zeros)) {

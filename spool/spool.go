@@ -343,7 +343,7 @@ func (s *Spool) takeSegmentLocked() (*segment, error) {
 		return nil, fmt.Errorf("spool: recording segment %d: %w", no, err)
 	}
 	s.segs[no] = g
-	s.log.Info("spool segment created", "segment", no, "size", s.segSize)
+	s.log.Info("segment created", "segment", no, "size", s.segSize)
 	return g, nil
 }
 
@@ -378,7 +378,7 @@ func (s *Spool) recycle(g *segment) {
 		if err := s.db.Set(segmentKey(g.no), strconv.AppendUint(nil, uint64(gen), 10), pebble.NoSync); err != nil {
 			// Without a durable new generation the segment cannot be
 			// reused safely; leave it sealed and empty until the next open.
-			s.log.Error("spool: recording segment generation failed, segment left unused", "segment", g.no, "err", err)
+			s.log.Error("recording segment generation failed, segment left unused", "segment", g.no, "err", err)
 			return
 		}
 		g.gen.Store(gen)
@@ -390,13 +390,13 @@ func (s *Spool) recycle(g *segment) {
 	g.state = segDeleted
 	delete(s.segs, g.no)
 	if err := g.f.Close(); err != nil {
-		s.log.Error("spool: closing drained segment failed", "segment", g.no, "err", err)
+		s.log.Error("closing drained segment failed", "segment", g.no, "err", err)
 	}
 	if err := os.Remove(g.path); err != nil {
-		s.log.Error("spool: deleting drained segment failed", "segment", g.no, "err", err)
+		s.log.Error("deleting drained segment failed", "segment", g.no, "err", err)
 	}
 	if err := s.db.Delete(segmentKey(g.no), pebble.NoSync); err != nil {
-		s.log.Error("spool: deleting segment generation failed", "segment", g.no, "err", err)
+		s.log.Error("deleting segment generation failed", "segment", g.no, "err", err)
 	}
 }
 

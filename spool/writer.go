@@ -8,9 +8,9 @@ import (
 var errWriterDone = errors.New("spool: writer already committed or aborted")
 
 // Writer receives the body of one message. It buffers body bytes and appends
-// a record to the active segment each time the buffer holds a full chunk and
-// at Commit, so a message of up to one chunk (256 KiB with 64 MiB segments)
-// is a single record written with a single pwrite.
+// a record to the active segment whenever the buffer holds a full chunk, and
+// once more at Commit. A message of up to one chunk (256 KiB with 64 MiB
+// segments) is therefore a single record written with a single pwrite.
 //
 // A Writer is used by one goroutine at a time.
 type Writer struct {
@@ -67,12 +67,15 @@ func (w *Writer) flush(flags uint32) error {
 }
 
 // Commit appends the last record and queues the message for group commit.
-// env is copied; when env.ID is empty a new id is assigned, and Env.Size is
-// set to the body length. done is called exactly once, from the committer
-// goroutine, after the body has been fdatasync'ed and the envelope committed
-// to the index with Sync, so a nil error means the message survives a crash
-// or power loss. If Commit is called after Close or twice, done is called
-// before Commit returns, with the error.
+// env is copied. When env.ID is empty a new id is assigned; a non-empty id
+// must not belong to another stored message, whose entry it would replace.
+// Env.Size is set to the body length.
+//
+// done is called exactly once, from the committer goroutine, after the body
+// has been fdatasync'ed and the envelope committed to the index with Sync, so
+// a nil error means the message survives a crash or power loss. done delays
+// every commit behind it and must not block. If Commit is called after Close
+// or twice, done is called before Commit returns, with the error.
 func (w *Writer) Commit(env *Envelope, done func(*Message, error)) {
 	if w.done {
 		done(nil, errWriterDone)
@@ -125,8 +128,8 @@ func (s *Spool) appendRecord(rec []byte, seq, flags uint32) (extent, error) {
 			return extent{}, ErrClosed
 		}
 		if !g.tryRef() {
-			// g was sealed and drained between the load and tryRef;
-			// the next load sees its successor.
+			// g was sealed and drained between the load and tryRef,
+			// so the next load returns its successor.
 			continue
 		}
 
