@@ -497,7 +497,7 @@ func TestConcurrentRecycling(t *testing.T) {
 	s := openTest(t, dir, opts)
 
 	var (
-		mu   sync.Mutex
+		mu       sync.Mutex
 		kept     = make(map[string]uint64) // id → body seed
 		keptMsgs []*Message
 		wg       sync.WaitGroup
