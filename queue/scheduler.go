@@ -303,6 +303,8 @@ func (s *Scheduler) Resume(name string) {
 }
 
 // queueLocked returns the queue of domain, creating it.
+// NOTE: queues are never deleted, so the map grows with every domain seen
+// since start. Idle queues keep their counters for Queues.
 // REQUIRES: s.mu held.
 func (s *Scheduler) queueLocked(domain string) *queue {
 	q, ok := s.queues[domain]

@@ -260,25 +260,42 @@ func firstLines(s string, n int) string {
 func TestDeliverViaMX(t *testing.T) {
 	rx := startReceiver(t)
 	dns := testdns.Start(t)
-	dns.AddMX("mx.test", 20, "backup.mx.test")
-	dns.AddMX("mx.test", 10, "mail.mx.test")
-	dns.AddA("mail.mx.test", "127.0.0.1")
-	dns.AddA("backup.mx.test", "127.0.0.2")
+	// up.test prefers a host that listens; down.test prefers one that
+	// refuses connections (nothing listens on 127.0.0.2 at rx's port).
+	dns.AddMX("up.test", 10, "mail.up.test")
+	dns.AddMX("up.test", 20, "backup.up.test")
+	dns.AddA("mail.up.test", "127.0.0.1")
+	dns.AddA("backup.up.test", "127.0.0.2")
+	dns.AddMX("down.test", 10, "mail.down.test")
+	dns.AddMX("down.test", 20, "backup.down.test")
+	dns.AddA("mail.down.test", "127.0.0.2")
+	dns.AddA("backup.down.test", "127.0.0.1")
 
-	h := newHarness(t, t.TempDir(), Options{
-		Resolver: delivery.NewResolver(dns.Addr()),
-		MXPort:   rx.port(),
-	})
-	h.s.Start()
-	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@mx.test")}, testBody)
-	waitFor(t, "delivery", func() bool { return len(rx.messages()) == 1 })
-
-	recs := h.records()
-	if len(recs) != 1 || recs[0].Type != acct.TypeDelivered {
-		t.Fatalf("accounting = %+v, want one d record", recs)
+	tests := []struct {
+		rcpt    string
+		wantMta string
+	}{
+		{"a@up.test", "mail.up.test (127.0.0.1)"},
+		{"a@down.test", "backup.down.test (127.0.0.1)"},
+		{"a@[127.0.0.1]", "[127.0.0.1] (127.0.0.1)"}, // address literal: no DNS
 	}
-	if got, want := recs[0].DSNMta, "mail.mx.test (127.0.0.1)"; got != want {
-		t.Errorf("dsnMta = %q, want %q (the preferred MX)", got, want)
+	for _, tt := range tests {
+		before := len(rx.messages())
+		h := newHarness(t, t.TempDir(), Options{
+			Resolver: delivery.NewResolver(dns.Addr()),
+			MXPort:   rx.port(),
+		})
+		h.s.Start()
+		h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts(tt.rcpt)}, testBody)
+		waitFor(t, "delivery to "+tt.rcpt, func() bool { return len(rx.messages()) == before+1 })
+
+		recs := h.records()
+		if len(recs) != 1 || recs[0].Type != acct.TypeDelivered {
+			t.Fatalf("%s: accounting = %+v, want one d record", tt.rcpt, recs)
+		}
+		if got := recs[0].DSNMta; got != tt.wantMta {
+			t.Errorf("%s: dsnMta = %q, want %q", tt.rcpt, got, tt.wantMta)
+		}
 	}
 }
 

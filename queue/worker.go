@@ -95,10 +95,11 @@ func (s *Scheduler) runWorker(q *queue) {
 		it = s.takeLocked(q)
 		s.mu.Unlock()
 	}
+	// Quit closes the connection in every case, after a short wait for the
+	// reply, or at once when the connection is already broken.
 	if err := c.Quit(); err != nil {
 		s.log.Debug("queue: quit failed", "queue", q.name, "err", err)
 	}
-	c.Close()
 	s.exitWorker(q, true)
 }
 
@@ -134,6 +135,9 @@ func (s *Scheduler) connect(q *queue, pol Policy) (*delivery.Conn, hop, error) {
 		return nil, hop{}, err
 	}
 
+	// NOTE: queues are keyed by domain only and dial from the kernel's
+	// choice of source address; the envelope's VMTA does not select a
+	// source IP or EHLO name yet.
 	opts := delivery.DialOptions{HeloName: s.o.HostName, UseTLS: pol.UseTLS}
 	var errs []error
 	for _, t := range targets {
