@@ -68,6 +68,7 @@ bench_wait_pid() {
 		((SECONDS < deadline)) || return 1
 		sleep 0.05
 	done
+	# Reap it if it is our child; the status is not needed here.
 	wait "$pid" 2>/dev/null || true
 	return 0
 }
@@ -82,6 +83,17 @@ bench_wait_port() {
 }
 
 bench_now() { date +%s.%N; }
+
+# bench_run CMD... runs a command in the background and waits for it.
+# Bash runs traps only between foreground commands, and wait is
+# interruptible, so SIGINT or SIGTERM stops the command at once through
+# bench_cleanup. Returns the command's exit status.
+bench_run() {
+	"$@" &
+	local pid=$!
+	BENCH_PIDS+=("$pid")
+	wait "$pid"
+}
 
 # bench_json FILE KEY prints a top-level number from a JSON file.
 bench_json() {
@@ -166,7 +178,7 @@ bench_loadgen() {
 	shift 4
 	local json=$BENCH_TMP/send.json
 	rm -f "$json"
-	if ! "$LOADGEN" send --target "127.0.0.1:$port" --connections "$conns" --messages "$messages" \
+	if ! bench_run "$LOADGEN" send --target "127.0.0.1:$port" --connections "$conns" --messages "$messages" \
 		--size "$size" --duration 300s --quiet --json "$json" "$@" \
 		>>"$BENCH_TMP/bench-${BENCH_SERVER:-server}.txt" 2>"$BENCH_TMP/send.log"; then
 		echo "bench: smta-loadgen send failed:" >&2
@@ -192,7 +204,7 @@ bench_smtp_source() {
 	local port=$1 conns=$2 messages=$3 size=$4
 	local start end
 	start=$(bench_now)
-	if ! timeout 300 "$SMTP_SOURCE" -d -s "$conns" -m "$messages" -l "$size" \
+	if ! bench_run timeout 300 "$SMTP_SOURCE" -d -s "$conns" -m "$messages" -l "$size" \
 		-f loadgen@example.org -t user@example.com "127.0.0.1:$port" \
 		>"$BENCH_TMP/smtp-source.log" 2>&1; then
 		echo "bench: smtp-source failed:" >&2
