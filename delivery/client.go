@@ -183,8 +183,7 @@ func dial(ctx context.Context, addr string, o DialOptions, useTLS bool) (*Conn, 
 		c.local = ta.AddrPort()
 	}
 
-	// Cancelling ctx during the handshake must interrupt blocked I/O.
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	stop := c.bind(ctx)
 	defer stop()
 
 	if err := c.handshake(useTLS); err != nil {
@@ -272,7 +271,11 @@ func (c *Conn) hello() error {
 }
 
 func (c *Conn) setStreams(nc net.Conn) {
-	c.dw = &deadlineWriter{nc: nc, timeout: c.dataBlockTimeout()}
+	var ctx context.Context
+	if c.dw != nil {
+		ctx = c.dw.ctx
+	}
+	c.dw = &deadlineWriter{nc: nc, timeout: c.dataBlockTimeout(), ctx: ctx}
 	c.br = bufio.NewReaderSize(nc, maxReplyLine)
 	c.bw = bufio.NewWriterSize(c.dw, 64<<10)
 }
@@ -299,7 +302,30 @@ func (c *Conn) readReplyWithin(timeout time.Duration) (reply, error) {
 	if err := c.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return reply{}, err
 	}
+	if err := c.dw.cancelled(); err != nil {
+		return reply{}, err
+	}
 	return readReply(c.br)
+}
+
+// bind makes cancelling ctx interrupt the connection's blocked reads and
+// writes at once, until the returned function is called.
+//
+// NB: every read and write sets its own deadline, which would override the
+// past deadline set on cancellation. So each one checks ctx after setting
+// its deadline: a cancellation before the check is seen there, and one
+// after it sets the past deadline last.
+func (c *Conn) bind(ctx context.Context) (unbind func()) {
+	c.dw.ctx = ctx
+	// c.nc is captured now, because STARTTLS may replace it on this
+	// goroutine while the callback runs on another. Before STARTTLS it is
+	// the TCP connection, whose deadline also stops the TLS layer on it.
+	nc := c.nc
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	return func() {
+		stop()
+		c.dw.ctx = nil
+	}
 }
 
 func (c *Conn) commandTimeout() time.Duration {
@@ -323,13 +349,24 @@ func durationOr(d, def time.Duration) time.Duration {
 type deadlineWriter struct {
 	nc      net.Conn
 	timeout time.Duration
+	ctx     context.Context // set by bind; nil outside Dial and Send
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
 	if err := w.nc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
 		return 0, err
 	}
+	if err := w.cancelled(); err != nil {
+		return 0, err
+	}
 	return w.nc.Write(p)
+}
+
+func (w *deadlineWriter) cancelled() error {
+	if w.ctx == nil {
+		return nil
+	}
+	return w.ctx.Err()
 }
 
 // Reset sends RSET, ending any transaction the server still holds.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -617,6 +618,29 @@ func TestDialGreetingRejected(t *testing.T) {
 	}
 	if re.Command != "greeting" || re.Reply.Code != 554 || re.Reply.Enhanced != "5.7.1" {
 		t.Errorf("ReplyError = %+v, want greeting 554 5.7.1", re)
+	}
+}
+
+func TestDialContextCancel(t *testing.T) {
+	// The listener accepts but never sends a greeting.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		nc, err := ln.Accept()
+		if err == nil {
+			defer nc.Close()
+			_, _ = io.Copy(io.Discard, nc)
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = Dial(ctx, ln.Addr().String(), DialOptions{HeloName: "relay.test"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial error = %v, want context.DeadlineExceeded", err)
 	}
 }
 

@@ -46,9 +46,8 @@ func (c *Conn) Send(ctx context.Context, j *Job) ([]Result, error) {
 		return tx.results, err
 	}
 
-	// Cancelling ctx must interrupt a blocked read or write at once.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	unbind := c.bind(ctx)
+	defer unbind()
 
 	err := c.send(tx)
 	if err != nil {
