@@ -40,10 +40,11 @@ type memBackend struct {
 	froms  map[string]string // queue id -> reverse-path
 	seq    atomic.Uint64
 	delay  time.Duration
+	keep   bool // store bodies; benchmarks only count them
 }
 
 func newMemBackend() *memBackend {
-	return &memBackend{bodies: map[string][]byte{}, froms: map[string]string{}, delay: time.Millisecond}
+	return &memBackend{bodies: map[string][]byte{}, froms: map[string]string{}, delay: time.Millisecond, keep: true}
 }
 
 func (b *memBackend) Connect(*ConnInfo) smtp.Reply                 { return smtp.Reply{} }
@@ -82,10 +83,12 @@ func (w *memWriter) Commit(done func(id string, failure smtp.Reply)) {
 	go func() {
 		time.Sleep(w.b.delay)
 		id := fmt.Sprintf("M%d", w.b.seq.Add(1))
-		w.b.mu.Lock()
-		w.b.bodies[id] = w.buf.Bytes()
-		w.b.froms[id] = w.from
-		w.b.mu.Unlock()
+		if w.b.keep {
+			w.b.mu.Lock()
+			w.b.bodies[id] = w.buf.Bytes()
+			w.b.froms[id] = w.from
+			w.b.mu.Unlock()
+		}
 		done(id, smtp.Reply{})
 	}()
 }
@@ -681,4 +684,17 @@ func TestParseListenAddr(t *testing.T) {
 			t.Errorf("parseListenAddr(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}
+}
+
+// TestShardIdleMemory checks the server's Go heap per idle session against
+// the 2 KiB budget that lets one shard hold many thousands of idle clients.
+func TestShardIdleMemory(t *testing.T) {
+	const budget = 2048
+	forModes(t, func(t *testing.T, mode string) {
+		perConn := measureIdle(t, mode, 1000)
+		t.Logf("%.0f bytes per idle session", perConn)
+		if perConn > budget {
+			t.Errorf("heap per idle session = %.0f bytes, want <= %d", perConn, budget)
+		}
+	})
 }

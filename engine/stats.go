@@ -12,6 +12,7 @@ type Stats struct {
 	Syscalls    uint64 // reads, writes, accepts, polls and ring submissions
 	Timeouts    uint64 // sessions closed by a command or data timeout
 	TLSHandoffs uint64 // connections moved to a TLS goroutine
+	Completions uint64 // inbox records applied by the shards
 }
 
 // statser is implemented by inbound modes that keep counters.
@@ -38,7 +39,8 @@ type shardCounters struct {
 	syscalls    atomic.Uint64
 	timeouts    atomic.Uint64
 	tlsHandoffs atomic.Uint64
-	_           [128 - 8*8]byte
+	completions atomic.Uint64
+	_           [128 - 9*8]byte
 }
 
 // add increments a single-writer counter.
@@ -55,4 +57,5 @@ func (c *shardCounters) sumInto(s *Stats) {
 	s.Syscalls += c.syscalls.Load()
 	s.Timeouts += c.timeouts.Load()
 	s.TLSHandoffs += c.tlsHandoffs.Load()
+	s.Completions += c.completions.Load()
 }

@@ -232,8 +232,12 @@ func (sh *shard) runUring() {
 	u := sh.uring
 	for {
 		// Submit this turn's requests and wait for a completion, for at
-		// most one wheel tick, or not at all while the run queue has work.
-		_, err := u.ring.Submit(len(sh.runq) == 0, int64(sh.wheel.tick))
+		// most one wheel tick, and not at all while completions are
+		// already waiting or the run queue has work. Waiting inside
+		// io_uring_enter also runs the ring's deferred task work, which a
+		// thread parked elsewhere would delay.
+		wait := u.ring.PeekCQE() == nil && len(sh.runq) == 0
+		_, err := u.ring.Submit(wait, int64(sh.wheel.tick))
 		add(&sh.counters.syscalls, 1)
 		if err != nil {
 			sh.srv.log.Error("io_uring_enter failed; closing shard", "shard", sh.id, "error", err)

@@ -440,3 +440,7 @@ func Errno(res int32) error {
 	}
 	return syscall.Errno(-res)
 }
+
+// FD returns the ring's file descriptor, which is readable (poll(2)) while
+// completions are waiting.
+func (r *Ring) FD() int { return r.fd }
