@@ -29,7 +29,7 @@ type Host struct {
 
 // DialOptions configures an outbound connection.
 type DialOptions struct {
-	HeloName string        // EHLO name
+	HeloName string        // EHLO name; empty means "localhost"
 	SourceIP netip.Addr    // zero: kernel's choice
 	Timeout  time.Duration // connect+greeting; 0 means 5m (RFC 5321 4.5.3.2)
 	UseTLS   bool          // STARTTLS when offered (opportunistic, no verification)

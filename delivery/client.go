@@ -223,12 +223,16 @@ func (c *Conn) handshake(useTLS bool) error {
 	tc := tls.Client(c.nc, &tls.Config{
 		ServerName: c.opts.ServerName,
 		// Opportunistic STARTTLS between MTAs (RFC 7435): encryption
-		// against passive observers, no authentication, as receiving MTAs
-		// rarely have certificates that match their MX names.
+		// against passive observers without authentication, because many
+		// receiving MTAs present self-signed certificates or names that do
+		// not match their MX records.
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS12,
 	})
 	_ = tc.SetDeadline(time.Now().Add(c.commandTimeout()))
+	if err := c.dw.cancelled(); err != nil {
+		return err
+	}
 	if err := tc.Handshake(); err != nil {
 		return &tlsHandshakeError{err: err}
 	}

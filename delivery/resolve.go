@@ -49,7 +49,7 @@ type LookupError struct {
 }
 
 func (e *LookupError) Error() string {
-	if e.Rcode >= 0 && e.Err == nil {
+	if e.Rcode >= 0 {
 		return fmt.Sprintf("delivery: looking up %s %s: %s", e.Name, e.Type, dns.RcodeToString[e.Rcode])
 	}
 	return fmt.Sprintf("delivery: looking up %s %s: %v", e.Name, e.Type, e.Err)
