@@ -74,7 +74,7 @@ func TestDefaultExamples(t *testing.T) {
 	var b strings.Builder
 	for line := range strings.Lines(string(defaultConf)) {
 		trimmed := strings.TrimSpace(line)
-		for _, prefix := range []string{"# dns-server", "# <domain example.test>", "#     route", "# </domain>"} {
+		for _, prefix := range []string{"# dns-server"} {
 			if strings.HasPrefix(trimmed, prefix) {
 				line = strings.TrimPrefix(trimmed, "# ") + "\n"
 			}
@@ -88,8 +88,11 @@ func TestDefaultExamples(t *testing.T) {
 	if len(c.DNSServers) != 1 {
 		t.Errorf("DNSServers = %v, want the example resolver", c.DNSServers)
 	}
-	if got := c.Domain("example.test").Route; got.Host != "127.0.0.1" || got.Port != 2526 || !got.Literal {
-		t.Errorf("Domain(example.test).Route = %+v, want the example route", got)
+	if got := c.Domain("sink.test").Route; got.Host != "127.0.0.1" || got.Port != 2526 || !got.Literal {
+		t.Errorf("Domain(sink.test).Route = %+v, want [127.0.0.1]:2526", got)
+	}
+	if got := c.Domain("example.com").Route; !got.IsZero() {
+		t.Errorf("Domain(example.com).Route = %+v, want none (MX resolution)", got)
 	}
 }
 

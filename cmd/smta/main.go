@@ -1,0 +1,34 @@
+// Command smta is the relay daemon. Subcommands: run, check-config, version.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	app := &cli.App{
+		Name:  "smta",
+		Usage: "high-performance SMTP relay",
+		Commands: []*cli.Command{
+			runCommand(),
+			checkConfigCommand(),
+			versionCommand(),
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "smta:", err)
+		os.Exit(1)
+	}
+}
+
+var configFlag = &cli.StringFlag{
+	Name:    "config",
+	Aliases: []string{"c"},
+	Usage:   "configuration `FILE`; without it the embedded default is used (loopback only, ./var)",
+}
