@@ -21,13 +21,13 @@
 //
 // # Who retries what
 //
-// This package makes exactly one attempt and reports what happened; the
-// queue decides about retries:
+// This package retries only the cheap steps below and otherwise reports
+// what happened. Retrying a delivery is the queue's decision.
 //
 //   - Resolver retries a DNS query once after a timeout, repeats a
-//     truncated UDP answer over TCP, and asks the next configured server
-//     after SERVFAIL or REFUSED. IsPermanent tells a bounce (NXDOMAIN,
-//     null MX) from a failure to retry later.
+//     truncated UDP answer over TCP, and queries the next configured server
+//     after SERVFAIL or REFUSED. IsPermanent distinguishes a bounce
+//     (NXDOMAIN, null MX) from a failure to retry later.
 //   - Dial retries once in plain text when the STARTTLS handshake fails,
 //     because TLS is opportunistic. It does not try other addresses or MX
 //     hosts; the caller walks the Host list.

@@ -187,7 +187,7 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]Host, error) 
 }
 
 // sortMX orders records by preference and shuffles each run of equal
-// preference, as RFC 5321 section 5.1 asks of senders.
+// preference, as RFC 5321 section 5.1 recommends.
 func sortMX(mxs []*dns.MX) {
 	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	slices.SortStableFunc(mxs, func(a, b *dns.MX) int { return int(a.Preference) - int(b.Preference) })
