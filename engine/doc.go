@@ -36,8 +36,8 @@
 //
 //  1. waits in epoll_wait, for at most one wheel tick, or not at all while
 //     the run queue is non-empty;
-//  2. for each event: accepts a bounded batch on a listener; drains the
-//     inbox when the eventfd fired; otherwise serves the connection named
+//  2. handles each event: a listener's event accepts a bounded batch, the
+//     eventfd's drains the inbox, and any other serves the connection named
 //     by the event's slot and generation;
 //  3. serves connections on the run queue, those that used their read
 //     budget in an earlier turn and may still have input;
@@ -93,6 +93,19 @@
 // before a close and delivered after the slot was reused carries the old
 // generation and is dropped. Completions and timer entries carry the same
 // pair for the same reason.
+//
+// # io_uring
+//
+// In io_uring mode the shard replaces epoll_wait with one io_uring_enter per
+// turn, which both submits the turn's requests and waits for completions.
+// A multishot accept per listener and a multishot receive per connection
+// stay armed, received bytes arrive in a provided-buffer ring mapped
+// outside the Go heap and are copied into the connection's pooled buffer,
+// and replies go out as send requests. User data carries the request kind,
+// slot and generation, for the same reason as epoll's event data. Where
+// io_uring_setup fails, a needed opcode is missing or a multishot receive is
+// rejected, the mode logs one warning and runs epoll instead. Setting
+// SMTA_IOURING_DISABLE=1 in the environment forces that fallback.
 //
 // # TLS
 //

@@ -63,6 +63,7 @@ func newShardedServer(cfg Config, b Backend, kind string) (*epollServer, error) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+
 	s := &epollServer{
 		cfg:     cfg,
 		backend: b,
@@ -97,7 +98,7 @@ func (s *epollServer) start() error {
 			}
 		}
 	}
-	for li, l := range s.cfg.Listeners {
+	for _, l := range s.cfg.Listeners {
 		ap, err := parseListenAddr(l.Addr)
 		if err != nil {
 			closeAll()
@@ -115,7 +116,6 @@ func (s *epollServer) start() error {
 				s.bound = append(s.bound, net.TCPAddrFromAddrPort(bound))
 			}
 		}
-		_ = li
 	}
 
 	timing := newTimeouts(s.cfg.Timeouts)
@@ -187,8 +187,8 @@ type timeouts struct {
 }
 
 func newTimeouts(t Timeouts) timeouts {
-	// RFC 5321 section 4.5.3.2.7 asks for 5 minutes between commands and
-	// section 4.5.3.2.6 for 3 minutes between DATA blocks.
+	// RFC 5321 section 4.5.3.2.7 recommends 5 minutes between commands and
+	// section 4.5.3.2.6 recommends 3 minutes between DATA blocks.
 	out := timeouts{command: 5 * time.Minute, data: 3 * time.Minute}
 	if t.Command > 0 {
 		out.command = t.Command
@@ -231,6 +231,7 @@ func listenReusePort(ap netip.AddrPort) (int, netip.AddrPort, error) {
 		unix.Close(fd)
 		return -1, netip.AddrPort{}, osErr(call, err)
 	}
+
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt SO_REUSEADDR", err)
 	}
@@ -243,6 +244,7 @@ func listenReusePort(ap netip.AddrPort) (int, netip.AddrPort, error) {
 			return fail("setsockopt IPV6_V6ONLY", err)
 		}
 	}
+
 	if err := unix.Bind(fd, toSockaddr(ap)); err != nil {
 		return fail("bind", err)
 	}

@@ -47,9 +47,9 @@ const (
 	// never blocks a producer: see post.
 	inboxSize = 1024
 
-	// Epoll tokens. A connection's token is its slot index (non-negative)
-	// with its generation in the other half of the event data; listeners and
-	// the eventfd use negative values.
+	// Epoll tokens. A connection's token is its slot index (non-negative),
+	// and its generation fills the other half of the event data. Listeners
+	// and the eventfd use negative tokens.
 	tokenEventfd    = math.MinInt32
 	tokenListener0  = -1 // listener i has token tokenListener0 - i
 	pollEventsBatch = 256
@@ -241,14 +241,15 @@ func (sh *shard) post(c completion) {
 		sh.overMu.Unlock()
 	}
 	if sh.notified.CompareAndSwap(false, true) {
-		// The write adds 1 to the eventfd counter; it fails only with EAGAIN
-		// when the counter is near overflow, which still leaves it readable.
+		// The write adds 1 to the eventfd counter. eventfd(2) fails it with
+		// EAGAIN only when the counter would overflow, and then the eventfd
+		// is readable anyway.
 		var one = [8]byte{1}
 		unix.Write(sh.evfd, one[:])
 	}
 }
 
-// stop asks the shard to drain or to close everything.
+// stop posts a drain or force record to the shard's inbox.
 func (sh *shard) stop(mode stopMode) {
 	sh.post(completion{kind: mode})
 }
@@ -292,7 +293,7 @@ func (sh *shard) runEpoll() {
 		n, err := unix.EpollWait(sh.epfd, events, wait)
 		add(&sh.counters.syscalls, 1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			sh.srv.log.Error("epoll_wait failed; closing shard", "shard", sh.id, "error", err)
+			sh.srv.log.Error("epoll_wait failed, closing the shard", "shard", sh.id, "error", err)
 			sh.closeAll(false)
 			return
 		}
@@ -341,7 +342,7 @@ func (sh *shard) dispatch(ev *unix.EpollEvent) {
 // drainInbox applies every completion posted so far.
 //
 // NB: notified is cleared before the ring is drained. A producer that pushes
-// after the clear finds it false and writes the eventfd again; a producer
+// after the clear finds it false and writes the eventfd again. A producer
 // that pushed before the clear is seen by this drain. Either way no
 // completion waits for a wakeup that never comes.
 func (sh *shard) drainInbox() {

@@ -698,3 +698,56 @@ func TestShardIdleMemory(t *testing.T) {
 		}
 	})
 }
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestUringShutdownDrainsRequests checks that a stopping io_uring shard
+// collects the final completion of every request before it unmaps the
+// provided buffers.
+func TestUringShutdownDrainsRequests(t *testing.T) {
+	var logged syncBuffer
+	cfg := testConfig("io_uring")
+	cfg.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	b := newMemBackend()
+	srv, err := New(cfg, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Mode() != "io_uring" {
+		t.Fatalf("Mode() = %q, want io_uring", srv.Mode())
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	idle := dial(t, srv)
+	idle.expect(220)
+	c := dial(t, srv)
+	c.expect(220)
+	c.cmd("EHLO drain.test", 250)
+	c.transaction("a@example.com", "x\r\n")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if strings.Contains(logged.String(), "still in flight") {
+		t.Errorf("log = %q, want every request completed at shard exit", logged.String())
+	}
+}

@@ -27,7 +27,7 @@ func (s *Server) Stats() Stats {
 }
 
 // shardCounters are one shard's counters. Only the shard thread writes them,
-// so an increment is a load and a store rather than a locked add; readers on
+// so an increment is a load and a store rather than a locked add. Readers on
 // other threads load them atomically. The padding keeps two shards' counters
 // off one cache line, because every shard updates its own on each syscall.
 type shardCounters struct {

@@ -18,7 +18,7 @@ import (
 
 // TLS sessions leave the shard. crypto/tls needs a blocking net.Conn, and
 // encrypting on the shard thread would mean a record layer driven by epoll
-// readiness; instead the socket moves to a goroutine that runs the goroutine
+// readiness. Instead the socket moves to a goroutine that runs the goroutine
 // mode's driver over Go's netpoller, continuing the same smtp.Session.
 // Stats.TLSHandoffs counts these connections. Plaintext sessions, the bulk
 // of relay traffic between trusted hosts, stay on the shards.
@@ -50,7 +50,7 @@ func (sh *shard) handOffTLS(c *conn) {
 }
 
 // serveTLS starts a goroutine that serves fd over TLS. sess is nil for a
-// new connection on an implicit TLS listener; otherwise sess has just
+// new connection on an implicit TLS listener. Otherwise sess has just
 // accepted STARTTLS and its 220 reply is still in its output. The goroutine
 // releases the connection's place in the limits when it ends.
 //
@@ -84,7 +84,7 @@ func (s *epollServer) serveTLS(fd int, info *ConnInfo, sess *smtp.Session, early
 
 // runTLS runs the TLS handshake and then drives the session with the
 // goroutine mode's loop. For STARTTLS it first writes the 220 reply still
-// in sess's output; for implicit TLS (sess nil) it asks Backend.Connect and
+// in sess's output. For implicit TLS (sess nil) it calls Backend.Connect and
 // starts a new session once the handshake is done.
 func (s *epollServer) runTLS(nc net.Conn, info *ConnInfo, sess *smtp.Session) error {
 	timing := newTimeouts(s.cfg.Timeouts)

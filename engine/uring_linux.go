@@ -14,8 +14,8 @@ import (
 )
 
 // The io_uring mode runs the same shards, connection table, Session driving
-// and inbox as the epoll mode; only the poller differs. Each shard owns one
-// ring and submits:
+// and inbox as the epoll mode, and only the poller differs. Each shard owns
+// one ring and submits:
 //
 //   - a multishot accept per listener, so one request accepts every
 //     connection until it is cancelled;
@@ -40,7 +40,7 @@ import (
 func init() { modes["io_uring"] = newUringServer }
 
 const (
-	uringEntries  = 1024 // submission queue size; the completion queue is twice that
+	uringEntries  = 1024 // submission queue size, and half the completion queue size
 	uringBuffers  = 256  // provided buffers per shard, readBufSize each (mmapped lazily)
 	uringBufGroup = 0
 
@@ -139,6 +139,9 @@ type uringPoller struct {
 	// orphans keeps the buffers of sends still in flight on closed
 	// connections, by user data, so the kernel never reads freed memory.
 	orphans map[uint64]*[readBufSize]byte
+	// inflight counts submitted requests whose final completion (one
+	// without CqeFMore) has not arrived.
+	inflight int
 }
 
 func (sh *shard) initUring() error {
@@ -166,7 +169,33 @@ func (sh *shard) initUring() error {
 	return nil
 }
 
+// close cancels every request and waits, at most a second, for their final
+// completions before it unmaps the provided buffers, which the kernel could
+// otherwise still write into.
 func (u *uringPoller) close() {
+	sqe := u.sqe()
+	sqe.Opcode = iouring.OpAsyncCancel
+	sqe.OpFlags = iouring.AsyncCancelAny
+	sqe.UserData = userData(opCancel, 0, 0)
+	u.inflight++
+
+	deadline := time.Now().Add(time.Second)
+	for u.inflight > 0 && time.Now().Before(deadline) {
+		if _, err := u.ring.Submit(true, int64(100*time.Millisecond)); err != nil {
+			break
+		}
+		for cqe := u.ring.PeekCQE(); cqe != nil; cqe = u.ring.PeekCQE() {
+			if cqe.Flags&iouring.CqeFMore == 0 {
+				u.inflight--
+			}
+			u.ring.SeenCQE()
+		}
+	}
+	if u.inflight > 0 {
+		u.sh.srv.log.Warn("io_uring requests still in flight at shard exit", "shard", u.sh.id, "requests", u.inflight)
+		u.ring.Close()
+		return // leave the buffers mapped rather than risk a kernel write into reused memory
+	}
 	u.bufs.Close()
 	u.ring.Close()
 }
@@ -197,6 +226,7 @@ func (u *uringPoller) armEventfd() {
 	sqe.Len = uint32(len(u.sh.scratch))
 	sqe.Off = ^uint64(0) // the current position; an eventfd has none
 	sqe.UserData = userData(opEventfd, 0, 0)
+	u.inflight++
 }
 
 func (u *uringPoller) armAccept(li int) {
@@ -206,6 +236,7 @@ func (u *uringPoller) armAccept(li int) {
 	sqe.Ioprio = iouring.AcceptMultishot
 	sqe.OpFlags = unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
 	sqe.UserData = userData(opAccept, uint32(li), 0)
+	u.inflight++
 }
 
 func (u *uringPoller) armRecv(c *conn) {
@@ -217,14 +248,16 @@ func (u *uringPoller) armRecv(c *conn) {
 	sqe.Ioprio = iouring.RecvMultishot
 	sqe.UserData = userData(opRecv, c.slot, c.gen)
 	c.flags |= flagRecvArmed
+	u.inflight++
 }
 
-// cancel asks the kernel to cancel the request with user data ud.
+// cancel submits a cancellation of the request with user data ud.
 func (u *uringPoller) cancel(ud uint64) {
 	sqe := u.sqe()
 	sqe.Opcode = iouring.OpAsyncCancel
 	sqe.Addr = ud
 	sqe.UserData = userData(opCancel, 0, 0)
+	u.inflight++
 }
 
 // runUring is the io_uring event loop.
@@ -240,7 +273,7 @@ func (sh *shard) runUring() {
 		_, err := u.ring.Submit(wait, int64(sh.wheel.tick))
 		add(&sh.counters.syscalls, 1)
 		if err != nil {
-			sh.srv.log.Error("io_uring_enter failed; closing shard", "shard", sh.id, "error", err)
+			sh.srv.log.Error("io_uring_enter failed, closing the shard", "shard", sh.id, "error", err)
 			sh.closeAll(false)
 			return
 		}
@@ -262,6 +295,9 @@ func (sh *shard) runUring() {
 // complete handles one completion.
 func (u *uringPoller) complete(ud uint64, res int32, flags uint32) {
 	sh := u.sh
+	if flags&iouring.CqeFMore == 0 {
+		u.inflight--
+	}
 	op, slot, gen := splitUserData(ud)
 	switch op {
 	case opEventfd:
@@ -319,7 +355,7 @@ func (u *uringPoller) received(slot, gen uint32, res int32, flags uint32) {
 	if flags&iouring.CqeFBuffer != 0 {
 		id := uint16(flags >> 16)
 		data = u.bufs.Buffer(id, int(max(res, 0)))
-		// The bytes are copied below, before the buffer is reused.
+		// buffer copies the bytes out before the deferred Recycle.
 		defer u.bufs.Recycle(id)
 	}
 	c := u.live(slot, gen)
@@ -344,7 +380,7 @@ func (u *uringPoller) received(slot, gen uint32, res int32, flags uint32) {
 	default:
 		switch err := iouring.Errno(res); {
 		case errors.Is(err, unix.ENOBUFS):
-			// Every provided buffer is in use: retry on the next turn.
+			// Every provided buffer is in use, so retry on the next turn.
 			if c.flags&flagQueued == 0 {
 				c.flags |= flagQueued
 				sh.runq = append(sh.runq, timerEntry{c.slot, c.gen})
@@ -384,7 +420,7 @@ func (u *uringPoller) buffer(c *conn, data []byte) {
 	}
 }
 
-// limitSpill cancels c's receive once its spill passes maxSpill; resume
+// limitSpill cancels c's receive once its spill passes maxSpill. resume
 // re-arms it when the spill has been consumed.
 func (u *uringPoller) limitSpill(c *conn) {
 	if len(u.spill[c.slot]) > maxSpill && c.flags&(flagRecvArmed|flagCancelSent) == flagRecvArmed {
@@ -419,8 +455,9 @@ func (u *uringPoller) refill(c *conn) bool {
 
 func (u *uringPoller) dropSpill(c *conn) { delete(u.spill, c.slot) }
 
-// resume arms c's receive unless one is in flight or c must not read: the
-// peer closed, a hand-off is pending, or too much input is buffered.
+// resume arms c's receive unless one is in flight or c must not read
+// because the peer closed, a hand-off is pending, or too much input is
+// buffered.
 func (u *uringPoller) resume(c *conn) {
 	if c.r == c.w && len(u.spill[c.slot]) == 0 {
 		u.sh.putBuf(c)
@@ -431,7 +468,7 @@ func (u *uringPoller) resume(c *conn) {
 }
 
 // send starts a send of c's pending output unless one is in flight. It
-// always returns true: failures arrive as completions.
+// always returns true, because failures arrive as completions.
 func (u *uringPoller) send(c *conn) bool {
 	if c.flags&flagWriteBlocked != 0 {
 		return true
@@ -464,6 +501,7 @@ func (u *uringPoller) submitSend(c *conn) {
 	sqe.OpFlags = unix.MSG_NOSIGNAL
 	sqe.UserData = userData(opSend, c.slot, c.gen)
 	c.flags |= flagWriteBlocked
+	u.inflight++
 }
 
 func (u *uringPoller) sent(ud uint64, slot, gen uint32, res int32) {
@@ -509,8 +547,8 @@ func (u *uringPoller) readyForHandOff(c *conn) bool {
 	return c.flags&flagWriteBlocked == 0
 }
 
-// detach prepares c's socket to be closed: it cancels the receive, keeps the
-// buffer of a send in flight alive, and submits, so that every request
+// detach prepares c's socket to be closed. It cancels the receive, keeps
+// the buffer of a send in flight alive, and submits, so that every request
 // naming the descriptor reaches the kernel before the descriptor number can
 // be reused.
 func (u *uringPoller) detach(c *conn) {

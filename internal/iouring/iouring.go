@@ -9,11 +9,11 @@
 // # Memory ordering
 //
 // The submission and completion rings are shared with the kernel through
-// mmap. Their head and tail indexes are accessed with sync/atomic: the
-// application publishes SQEs with an atomic store of the SQ tail after
-// writing them (a release), and reads CQEs after an atomic load of the CQ
-// tail (an acquire), which is what liburing's io_uring_smp_store_release and
-// io_uring_smp_load_acquire do. All other ring memory is plain.
+// mmap, and their head and tail indexes are accessed with sync/atomic. The
+// application writes SQEs and then publishes them with an atomic store of
+// the SQ tail, which acts as a release. It reads CQEs only after an atomic
+// load of the CQ tail, which acts as an acquire. All other ring memory is
+// accessed with plain loads and stores.
 //
 // A Ring is not safe for concurrent use. The engine gives each shard its
 // own ring, used only from the shard's locked OS thread.
@@ -45,13 +45,15 @@ const (
 
 // SQE flags, ioprio flags and CQE flags.
 const (
-	SqeBufferSelect uint8 = 1 << 5 // IOSQE_BUFFER_SELECT: pick a buffer from sqe.buf_group
+	SqeBufferSelect uint8 = 1 << 5 // IOSQE_BUFFER_SELECT, the kernel picks a buffer from sqe.buf_group
 
 	AcceptMultishot uint16 = 1 << 0 // IORING_ACCEPT_MULTISHOT, in sqe.ioprio
 	RecvMultishot   uint16 = 1 << 1 // IORING_RECV_MULTISHOT, in sqe.ioprio
 
-	CqeFBuffer uint32 = 1 << 0 // IORING_CQE_F_BUFFER: the upper 16 bits name the buffer
-	CqeFMore   uint32 = 1 << 1 // IORING_CQE_F_MORE: a multishot request stays armed
+	AsyncCancelAny uint32 = 1 << 2 // IORING_ASYNC_CANCEL_ANY, in sqe.cancel_flags (OpFlags), matches every request
+
+	CqeFBuffer uint32 = 1 << 0 // IORING_CQE_F_BUFFER, the upper 16 bits of the flags name the buffer
+	CqeFMore   uint32 = 1 << 1 // IORING_CQE_F_MORE, the multishot request stays armed
 
 	cqeBufferShift = 16
 )
@@ -351,6 +353,7 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("mmap", err)
 	}
+
 	bufs, err := unix.Mmap(-1, 0, count*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		unix.Munmap(mem)
