@@ -30,9 +30,11 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 	var (
 		records   []*acct.Record
 		failed    []delivery.FailedRcpt
+		reported  []int // positions in it.rcpts of the recipients in failed
 		retry     []int
 		delivered int
-		lastRetry string
+		lastRetry string // a reply of a deferred recipient, for the log
+		lastFail  string // a reply of a bounced or expired recipient, for the log
 	)
 	next := now.Add(pol.RetryAfter)
 
@@ -58,7 +60,11 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 			rec.Type = acct.TypeBounced
 			rec.DSNAction = "failed"
 			rec.BounceCat = delivery.BounceCategory(res)
-			failed = appendFailed(failed, r, enhancedOf(res), h, r.LastReply)
+			lastFail = r.LastReply
+			if notifyFailure(r.Notify) {
+				failed = append(failed, failedRcpt(r, enhancedOf(res), h))
+				reported = append(reported, i)
+			}
 		case !env.Received.IsZero() && now.Sub(env.Received) > pol.BounceAfter:
 			// RFC 3463 4.4.7: delivery time expired. A message without a
 			// reception time never expires, rather than at once.
@@ -67,7 +73,11 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 			rec.DSNAction = "failed"
 			rec.DSNStatus = statusText("4.4.7")
 			rec.BounceCat = delivery.CategoryMessageExpired
-			failed = appendFailed(failed, r, "4.4.7", h, r.LastReply)
+			lastFail = r.LastReply
+			if notifyFailure(r.Notify) {
+				failed = append(failed, failedRcpt(r, "4.4.7", h))
+				reported = append(reported, i)
+			}
 		default:
 			r.NextAttempt = next
 			rec.Type = acct.TypeTransient
@@ -81,12 +91,26 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 
 	// DSN, before Remove so the original body is still readable.
 	var dsn *spool.Message
+	var dsnErr error
 	if len(failed) > 0 && pol.DSN && env.From != "" {
-		var err error
-		dsn, err = s.injectDSN(msg.m, failed, now)
-		if err != nil {
-			s.log.Error("queue: storing DSN failed", "queue", q.name, "msg", env.ID, "err", err)
+		dsn, dsnErr = s.injectDSN(msg.m, failed, now)
+	}
+
+	// A DSN that could not be stored must not be lost: its recipients go
+	// back to pending and retry, which bounces or expires them again.
+	if dsnErr != nil {
+		s.log.Error("queue: storing DSN failed, retrying its recipients", "queue", q.name, "msg", env.ID, "err", dsnErr)
+		for _, i := range reported {
+			idx := it.rcpts[i]
+			env.Rcpts[idx].State = spool.RcptPending
+			env.Rcpts[idx].NextAttempt = next
+			retry = append(retry, idx)
+			records[i].Type = acct.TypeTransient
+			records[i].DSNAction = "delayed"
+			records[i].BounceCat = ""
 		}
+		failed = nil
+		final = false
 	}
 
 	// Persist. Update is not synced: a crash may lose it and repeat the
@@ -99,6 +123,7 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 		s.log.Error("queue: storing recipient states failed", "queue", q.name, "msg", env.ID, "err", err)
 	}
 	msg.mu.Unlock()
+	failures := len(it.rcpts) - delivered - len(retry)
 
 	// Accounting and logs, outside the message lock because Log may wait
 	// for room in the accounting ring.
@@ -107,8 +132,8 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 			s.o.Acct.Log(rec)
 		}
 	}
-	if len(failed) > 0 {
-		s.log.Info("queue: recipients failed", "queue", q.name, "msg", env.ID, "failed", len(failed), "reply", failed[0].Diagnostic, "dsn", dsn != nil)
+	if failures > 0 {
+		s.log.Info("queue: recipients failed", "queue", q.name, "msg", env.ID, "failed", failures, "reply", lastFail, "dsn", dsn != nil)
 	}
 	if len(retry) > 0 {
 		s.log.Debug("queue: delivery deferred", "queue", q.name, "msg", env.ID, "rcpts", len(retry), "reply", lastRetry, "next", next)
@@ -121,7 +146,7 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q.delivered += uint64(delivered)
-	q.failed += uint64(len(it.rcpts) - delivered - len(retry))
+	q.failed += uint64(failures)
 	if len(retry) > 0 {
 		q.schedule(&item{msg: msg, rcpts: retry, due: next})
 		s.armLocked(q, now)
@@ -171,20 +196,16 @@ func srcMta(env *spool.Envelope) string {
 	return env.Helo + " (" + ip + ")"
 }
 
-// appendFailed adds r to a DSN's failed list unless its NOTIFY parameter
-// excludes failure reports.
-func appendFailed(failed []delivery.FailedRcpt, r *spool.Recipient, status string, h hop, diag string) []delivery.FailedRcpt {
-	if !notifyFailure(r.Notify) {
-		return failed
-	}
-	return append(failed, delivery.FailedRcpt{
+// failedRcpt returns the DSN entry of a recipient that failed with status.
+func failedRcpt(r *spool.Recipient, status string, h hop) delivery.FailedRcpt {
+	return delivery.FailedRcpt{
 		Addr:       r.Addr,
 		ORcpt:      r.ORcpt,
 		Action:     "failed",
 		Status:     status,
 		RemoteMTA:  h.name, // RFC 3464 2.3.5: a host name, without the address comment
-		Diagnostic: diag,
-	})
+		Diagnostic: r.LastReply,
+	}
 }
 
 // notifyFailure reports whether a recipient's RFC 3461 NOTIFY parameter
