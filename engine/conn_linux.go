@@ -123,6 +123,11 @@ func (sh *shard) feed(c *conn) bool {
 	sess := c.sess
 	b := sh.srv.backend
 	for !sess.Pending() && !sess.Closing() {
+		if c.flags&flagWriteBlocked != 0 && len(sess.Output()) > maxOutputBacklog {
+			// The client is not reading its replies: stop producing more.
+			// The send or EPOLLOUT that drains the output resumes feeding.
+			return true
+		}
 		var in []byte
 		if c.buf != nil {
 			in = c.buf[c.r:c.w]

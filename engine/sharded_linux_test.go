@@ -751,3 +751,33 @@ func TestUringShutdownDrainsRequests(t *testing.T) {
 		t.Errorf("log = %q, want every request completed at shard exit", logged.String())
 	}
 }
+
+// TestShardBackpressure pipelines far more commands than the socket buffers
+// hold without reading the replies, then reads them all: the shard must
+// pause and resume the connection without losing or reordering replies.
+func TestShardBackpressure(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		srv := startServer(t, testConfig(mode), newMemBackend())
+		c := dial(t, srv)
+		c.expect(220)
+		c.cmd("EHLO flood.test", 250)
+
+		const commands = 100000
+		batch := strings.Repeat("NOOP\r\n", 1000)
+		go func() {
+			for range commands / 1000 {
+				if _, err := io.WriteString(c.conn, batch); err != nil {
+					return
+				}
+			}
+			io.WriteString(c.conn, "QUIT\r\n")
+		}()
+		for i := range commands {
+			code, text, err := c.reply()
+			if err != nil || code != 250 {
+				t.Fatalf("reply %d = %q, %v; want 250", i, text, err)
+			}
+		}
+		c.expect(221)
+	})
+}
