@@ -31,6 +31,8 @@ type receiver struct {
 	rcptReplies map[string][]string // per lowercased recipient, one reply consumed per RCPT; default 250
 	msgs        []rxMessage
 	conns       int // connections accepted
+	active      int // connections open now
+	maxActive   int // max of active
 }
 
 // rxMessage is one message the receiver accepted.
@@ -100,6 +102,13 @@ func (r *receiver) connections() int {
 	return r.conns
 }
 
+// maxConcurrent returns the max number of connections open at once.
+func (r *receiver) maxConcurrent() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxActive
+}
+
 func (r *receiver) rcptReply(rcpt string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -112,6 +121,22 @@ func (r *receiver) rcptReply(rcpt string) string {
 }
 
 func (r *receiver) serve(c net.Conn, n int) {
+	r.mu.Lock()
+	r.active++
+	r.maxActive = max(r.maxActive, r.active)
+	r.mu.Unlock()
+	// leave runs before the reply to QUIT, so a client that opens its next
+	// connection after reading that reply never overlaps with this one.
+	left := false
+	leave := func() {
+		if !left {
+			left = true
+			r.mu.Lock()
+			r.active--
+			r.mu.Unlock()
+		}
+	}
+	defer leave()
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute)) // a stuck client must not hang the test
 	br := bufio.NewReader(c)
@@ -182,6 +207,7 @@ func (r *receiver) serve(c net.Conn, n int) {
 			}
 			ok = write("250 2.0.0 queued")
 		case "QUIT":
+			leave()
 			write("221 2.0.0 bye")
 			return
 		default:

@@ -727,3 +727,27 @@ func TestPauseResume(t *testing.T) {
 		t.Errorf("resumed queue mode = %q, want %q", q.Mode, ModeNormal)
 	}
 }
+
+func TestMaxSMTPOutLimitsConnections(t *testing.T) {
+	const (
+		messages   = 30
+		maxSMTPOut = 3
+	)
+	rx := startReceiver(t)
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{MaxSMTPOut: maxSMTPOut, MaxMsgPerConn: 2}, map[string]string{"one.test": rx.addr()}),
+	})
+	for range messages {
+		h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+	}
+	h.s.Start()
+	waitFor(t, "every delivery", func() bool { return len(rx.messages()) == messages })
+	h.stop()
+
+	if got := rx.maxConcurrent(); got > maxSMTPOut {
+		t.Errorf("concurrent connections = %d, want at most %d", got, maxSMTPOut)
+	}
+	if got, want := rx.connections(), messages/2; got < want {
+		t.Errorf("connections = %d, want at least %d with 2 messages per connection", got, want)
+	}
+}
