@@ -68,8 +68,8 @@ type Options struct {
 	CommitDelay time.Duration
 }
 
-// BodyReader reads a stored body. It also exposes the extents so a plain-TCP
-// sender can use sendfile.
+// BodyReader reads a stored body. A plain-TCP sender that wants sendfile uses
+// Spool.Extents instead.
 type BodyReader interface {
 	io.Reader
 	Size() int64

@@ -9,9 +9,10 @@ import (
 
 // pendingCommit is one message waiting for the committer.
 type pendingCommit struct {
-	msg  *Message
-	done func(*Message, error)
-	err  error // set when writing the body failed; the commit then only reports it
+	msg   *Message
+	value []byte // encoded index entry
+	done  func(*Message, error)
+	err   error // set when writing the body failed; the commit then only reports it
 }
 
 // enqueue hands p to the committer, or fails it at once after Close.
@@ -114,14 +115,7 @@ func (s *Spool) commitBatch(batch []*pendingCommit) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, p := range ok {
-		v, err := encodeEntry(&p.msg.Env, p.msg.exts)
-		if err != nil {
-			// Cannot happen for an Envelope; fail only this message.
-			s.fail(p, err)
-			p.msg = nil
-			continue
-		}
-		if err := b.Set(messageKey(p.msg.Env.ID), v, nil); err != nil {
+		if err := b.Set(messageKey(p.msg.Env.ID), p.value, nil); err != nil {
 			s.fail(p, err)
 			p.msg = nil
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/sys/unix"
 )
 
 // TestRecoveryCorruption damages stored records in the ways a disk or a bug
@@ -184,4 +185,46 @@ func TestBodyDetectsCorruption(t *testing.T) {
 	if total != maxChunk {
 		t.Errorf("read %d octets before the error, want %d (the first record)", total, maxChunk)
 	}
+}
+
+// TestPreallocateFallback checks the path for filesystems without
+// fallocate: segments are filled with zeros instead and work as usual.
+func TestPreallocateFallback(t *testing.T) {
+	saved := fallocate
+	defer func() { fallocate = saved }()
+	calls := 0
+	fallocate = func(fd int, mode uint32, off, size int64) error {
+		calls++
+		return unix.EOPNOTSUPP
+	}
+
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{SegmentSize: minSegmentSize})
+	if !s.zeroFillWarned.Load() {
+		t.Errorf("no warning recorded after fallocate returned EOPNOTSUPP")
+	}
+	var ms []*Message
+	for i := range 20 { // about 3 segments
+		m, err := s.Inject(testEnvelope("r@example.com"), testBody(uint64(i), 20<<10))
+		if err != nil {
+			t.Fatalf("Inject = %v", err)
+		}
+		ms = append(ms, m)
+	}
+	if calls < 3 {
+		t.Errorf("fallocate called %d times, want one per segment (at least 3)", calls)
+	}
+	fi, err := os.Stat(segmentPath(filepath.Join(dir, "segments"), ms[0].exts[0].Seg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != minSegmentSize {
+		t.Errorf("zero-filled segment is %d octets, want %d", fi.Size(), minSegmentSize)
+	}
+	for i, m := range ms {
+		if b := readBody(t, s, m); !bytes.Equal(b, testBody(uint64(i), 20<<10)) {
+			t.Errorf("body of %s differs", m.Env.ID)
+		}
+	}
+	s.Close()
 }

@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -23,62 +22,24 @@ const (
 
 // extent locates one record of a message body.
 type extent struct {
-	Seg uint32 `json:"s"` // segment number
-	Gen uint32 `json:"g"` // segment generation the record was written under
-	Seq uint32 `json:"q"` // record sequence within the message
-	Off int64  `json:"o"` // offset of the record header in the segment file
-	Len uint32 `json:"n"` // payload length in octets
+	Seg uint32 // segment number
+	Gen uint32 // segment generation the record was written under
+	Seq uint32 // record sequence within the message
+	Off int64  // offset of the record header in the segment file
+	Len uint32 // payload length in octets
 
 	seg *segment // in-memory only; set when the extent is written or resolved at open
 }
 
-// entry is the index value of one message.
-//
-// NOTE: entries are JSON for readability while the format settles; a binary
-// encoding would halve their size and the decode cost at recovery.
+// entry is the index value of one message; entry.go has its encoding.
 type entry struct {
-	Env     Envelope `json:"env"`
-	Extents []extent `json:"ext"`
+	Env     Envelope
+	Extents []extent
 }
 
 func messageKey(id string) []byte { return []byte(prefixMessage + id) }
 
 func segmentKey(no uint32) []byte { return fmt.Appendf(nil, "%s%08d", prefixSegment, no) }
-
-func encodeEntry(env *Envelope, exts []extent) ([]byte, error) {
-	b, err := json.Marshal(entry{Env: *env, Extents: exts})
-	if err != nil {
-		return nil, fmt.Errorf("spool: encoding entry %s: %w", env.ID, err)
-	}
-	return b, nil
-}
-
-// decodeEntry parses an index value and checks that its extents are
-// consistent: sequences count up from 0 and the payload lengths add up to
-// Env.Size.
-func decodeEntry(b []byte) (entry, error) {
-	var e entry
-	if err := json.Unmarshal(b, &e); err != nil {
-		return entry{}, fmt.Errorf("spool: decoding entry: %w", err)
-	}
-	if e.Env.ID == "" {
-		return entry{}, fmt.Errorf("spool: entry has no message id")
-	}
-	var total int64
-	for i, x := range e.Extents {
-		if x.Seq != uint32(i) {
-			return entry{}, fmt.Errorf("spool: entry %s: extent %d has sequence %d", e.Env.ID, i, x.Seq)
-		}
-		if x.Off < 0 {
-			return entry{}, fmt.Errorf("spool: entry %s: extent %d has negative offset %d", e.Env.ID, i, x.Off)
-		}
-		total += int64(x.Len)
-	}
-	if total != e.Env.Size {
-		return entry{}, fmt.Errorf("spool: entry %s: extents hold %d octets, envelope size is %d", e.Env.ID, total, e.Env.Size)
-	}
-	return e, nil
-}
 
 // Message ids have the form <hostid>-<epoch>-<counter>, epoch and counter in
 // base 36. The epoch is the unix second at which the spool was opened. Open

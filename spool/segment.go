@@ -94,9 +94,9 @@ func createSegment(dir string, no uint32, size int64, warnedZeroFill *atomic.Boo
 
 // preallocate reserves size octets for f with fallocate(2), so appends never
 // extend the file and fdatasync has no size change to journal. Filesystems
-// without fallocate get zeros written instead, with one warning per process.
+// without fallocate get zeros written instead, with one warning per Spool.
 func preallocate(f *os.File, size int64, warned *atomic.Bool) error {
-	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	err := fallocate(int(f.Fd()), 0, 0, size)
 	if err == nil {
 		return nil
 	}
@@ -115,6 +115,9 @@ func preallocate(f *os.File, size int64, warned *atomic.Bool) error {
 	}
 	return nil
 }
+
+// fallocate is unix.Fallocate, replaceable by tests of the fallback.
+var fallocate = unix.Fallocate
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

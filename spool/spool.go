@@ -187,10 +187,7 @@ func (s *Spool) Update(m *Message) error {
 	if m.removed.Load() {
 		return fmt.Errorf("updating %s: %w", m.Env.ID, ErrRemoved)
 	}
-	v, err := encodeEntry(&m.Env, m.exts)
-	if err != nil {
-		return err
-	}
+	v := encodeEntry(&m.Env, m.exts)
 	if err := s.db.Set(messageKey(m.Env.ID), v, pebble.NoSync); err != nil {
 		return fmt.Errorf("spool: updating %s: %w", m.Env.ID, err)
 	}

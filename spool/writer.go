@@ -93,11 +93,15 @@ func (w *Writer) Commit(env *Envelope, done func(*Message, error)) {
 	if m.Env.ID == "" {
 		m.Env.ID = w.s.newID()
 	}
-	err := w.err
-	if err != nil {
-		err = fmt.Errorf("spool: writing body of %s: %w", m.Env.ID, err)
+	p := &pendingCommit{msg: m, done: done}
+	if w.err != nil {
+		p.err = fmt.Errorf("spool: writing body of %s: %w", m.Env.ID, w.err)
+	} else {
+		// Encode here rather than in the committer, so concurrent
+		// writers share the work instead of queueing behind it.
+		p.value = encodeEntry(&m.Env, m.exts)
 	}
-	w.s.enqueue(&pendingCommit{msg: m, done: done, err: err})
+	w.s.enqueue(p)
 }
 
 // Abort discards the message and releases the space it used. It is a no-op
