@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -779,5 +780,62 @@ func TestShardBackpressure(t *testing.T) {
 			}
 		}
 		c.expect(221)
+	})
+}
+
+// TestShardSwaks sends one message with swaks, a real SMTP client in its own
+// process, and checks the stored body. (This swaks build has no TLS.)
+func TestShardSwaks(t *testing.T) {
+	tool, err := exec.LookPath("swaks")
+	if err != nil {
+		t.Fatalf("swaks is required: %v", err)
+	}
+	forModes(t, func(t *testing.T, mode string) {
+		b := newMemBackend()
+		srv := startServer(t, testConfig(mode), b)
+		addr := srv.Addrs()[0].(*net.TCPAddr)
+		out, err := exec.Command(tool, "--server", addr.IP.String(), "--port", strconv.Itoa(addr.Port),
+			"--from", "swaks@example.com", "--to", "rcpt@example.com", "--pipeline",
+			"--header", "Subject: interop", "--body", "hello from swaks").CombinedOutput()
+		if err != nil {
+			t.Fatalf("swaks: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "queued as") {
+			t.Fatalf("swaks transcript lacks the queued reply:\n%s", out)
+		}
+		if got := b.count(); got != 1 {
+			t.Fatalf("stored messages = %d, want 1", got)
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, body := range b.bodies {
+			if !bytes.Contains(body, []byte("Subject: interop\r\n")) {
+				t.Errorf("stored body = %q, want the Subject header", body)
+			}
+			if !bytes.Contains(body, []byte("\r\n\r\nhello from swaks\r\n")) {
+				t.Errorf("stored body = %q, want the text after the header", body)
+			}
+		}
+	})
+}
+
+// FuzzParseListenAddr checks that parseListenAddr never panics and that an
+// accepted address prints back to itself.
+func FuzzParseListenAddr(f *testing.F) {
+	f.Add("127.0.0.1:25")      // IPv4 literal
+	f.Add(":2525")             // wildcard
+	f.Add("[::1]:465")         // IPv6 literal
+	f.Add("localhost:25")      // host name, rejected
+	f.Add("[fe80::1%eth0]:25") // zone
+	f.Add("1.2.3.4:99999")     // port out of range
+	f.Fuzz(func(t *testing.T, s string) {
+		ap, err := parseListenAddr(s)
+		if err != nil {
+			return
+		}
+		again, err := parseListenAddr(ap.String())
+		if err != nil || again != ap {
+			t.Errorf("parseListenAddr(%q) = %v, but parseListenAddr(%q) = %v, %v", s, ap, ap.String(), again, err)
+		}
 	})
 }
