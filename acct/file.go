@@ -278,15 +278,17 @@ func (a *acctFile) prune() {
 
 // reopen closes the file and opens the same path again, so that after an
 // external tool such as logrotate renamed it, new records go to a new file.
+// It also recovers from a file that fails every write: lines that the old
+// file rejected stay buffered and go to the new one.
 func (a *acctFile) reopen(now time.Time) error {
 	if err := a.flush(); err != nil {
-		return err
+		a.log.Warn("writing before reopen failed; the new file gets the lines", "file", a.path, "err", err)
 	}
 	if err := a.sync(); err != nil {
-		return err
+		a.log.Warn("syncing before reopen failed", "file", a.path, "err", err)
 	}
 	if err := a.f.Close(); err != nil {
-		return fmt.Errorf("acct: closing %s: %w", a.path, err)
+		a.log.Warn("closing before reopen failed", "file", a.path, "err", err)
 	}
 	return a.open(now)
 }

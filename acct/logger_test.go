@@ -428,3 +428,49 @@ func ExampleLogger() {
 	fmt.Print(string(b))
 	// Output: {"type":"d","timeLogged":"2026-12-04T20:30:00.000Z","orig":"a@example.com","rcpt":"b@example.net"}
 }
+
+// TestWriteErrorsBlockThenRecover points an accounting file at /dev/full,
+// which fails every write with ENOSPC, and checks that the writer keeps the
+// records and delivers them after Reopen finds a writable file.
+func TestWriteErrorsBlockThenRecover(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "full.json")
+	if err := os.Symlink("/dev/full", path); err != nil {
+		t.Fatal(err)
+	}
+	l := openTestLogger(t, Options{Dir: dir, Files: []FileOptions{{Path: path}}})
+	for i := range 5 {
+		l.Log(numbered(TypeDelivered, 0, i))
+	}
+	waitFor(t, "a write error", func() bool { return l.Stats().WriteErrors >= 1 })
+	if got := l.Stats().Written; got != 0 {
+		t.Errorf("Stats().Written while a file fails = %d, want 0", got)
+	}
+
+	// The operator frees the path; Reopen creates a regular file there.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil {
+		t.Fatalf("Reopen: %v", err)
+	}
+	waitFor(t, "the held records to be written", func() bool { return l.Stats().Written == 5 })
+	closeLogger(t, l)
+
+	checkSequences(t, readRecords(t, path), 1, 5)
+	checkSequences(t, readRecords(t, filepath.Join(dir, "acct.json")), 1, 5)
+}
+
+func TestCloseReportsPersistentWriteError(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "full.json")
+	if err := os.Symlink("/dev/full", path); err != nil {
+		t.Fatal(err)
+	}
+	l := openTestLogger(t, Options{Dir: dir, Files: []FileOptions{{Path: path}}})
+	l.Log(numbered(TypeDelivered, 0, 0))
+	waitFor(t, "a write error", func() bool { return l.Stats().WriteErrors >= 1 })
+	if err := l.Close(); err == nil {
+		t.Fatal("Close with a file that fails every write succeeded, want error")
+	}
+}

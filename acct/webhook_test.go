@@ -2,6 +2,7 @@ package acct
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -264,5 +265,79 @@ func TestWebhookDownAtCloseKeepsSpool(t *testing.T) {
 	checkSequences(t, readRecords(t, segmentName(spool, segments[0])), 1, 10)
 	if _, err := os.Stat(spool); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestWebhookTransportFailures makes the first request time out and the
+// second lose its connection; the shipper must retry both and deliver
+// every record once.
+func TestWebhookTransportFailures(t *testing.T) {
+	const total = 120
+	rc := &receiver{}
+	var mu sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		requests++
+		n := requests
+		mu.Unlock()
+		switch n {
+		case 1:
+			// Hold the request until the client times out. The server
+			// notices the closed connection only after the body was read.
+			io.Copy(io.Discard, req.Body)
+			select {
+			case <-req.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return
+		case 2:
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close() // close without a response
+			}
+			return
+		}
+		rc.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+
+	wo := fastWebhook(srv.URL)
+	wo.Timeout = 100 * time.Millisecond
+	l := openTestLogger(t, Options{Dir: t.TempDir(), SyncInterval: 5 * time.Millisecond, Webhooks: []WebhookOptions{wo}})
+	for i := range total {
+		l.Log(numbered(TypeDelivered, 0, i))
+	}
+	waitFor(t, "webhook to receive every record", func() bool { return rc.received() >= total })
+	closeLogger(t, l)
+
+	records, _, _ := rc.snapshot()
+	checkSequences(t, records, 1, total)
+	if st := l.Stats().Webhooks[0]; st.Failures != 2 {
+		t.Errorf("Stats().Webhooks[0].Failures = %d, want 2 (timeout and closed connection)", st.Failures)
+	}
+}
+
+func TestWebhookRedirectIsFailure(t *testing.T) {
+	var redirected sync.WaitGroup
+	redirected.Add(1)
+	var once sync.Once
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		t.Error("the shipper followed a redirect")
+	}))
+	t.Cleanup(target.Close)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		once.Do(redirected.Done)
+		http.Redirect(w, req, target.URL, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+
+	l := openTestLogger(t, Options{Dir: t.TempDir(), SyncInterval: 5 * time.Millisecond, Webhooks: []WebhookOptions{fastWebhook(srv.URL)}})
+	l.Log(numbered(TypeDelivered, 0, 0))
+	redirected.Wait()
+	waitFor(t, "a failed request", func() bool { return l.Stats().Webhooks[0].Failures >= 1 })
+	closeLogger(t, l)
+	if st := l.Stats().Webhooks[0]; st.Sent != 0 {
+		t.Errorf("Stats().Webhooks[0].Sent after only redirects = %d, want 0", st.Sent)
 	}
 }

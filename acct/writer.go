@@ -107,8 +107,10 @@ func (l *Logger) appendLine(typ recordSet, line []byte) {
 
 // flushWithRetry writes every buffered line. While writes fail (a full
 // disk, say) it retries with backoff and pops nothing new, so the ring fills
-// and Log blocks: accounting applies backpressure rather than drop. After
-// Close began it gives up after closeWriteAttempts and returns the error.
+// and Log blocks: accounting applies backpressure rather than drop records.
+// It serves Reopen requests between attempts, so an operator can move a
+// failing file aside. After Close began it gives up after
+// closeWriteAttempts and returns the error.
 func (l *Logger) flushWithRetry() error {
 	delay := writeRetryMin
 	for attempt := 1; ; attempt++ {
@@ -126,7 +128,15 @@ func (l *Logger) flushWithRetry() error {
 			}
 		default:
 		}
-		time.Sleep(delay)
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case req := <-l.reopenRequests:
+			req <- l.reopenAll(time.Now())
+		case <-l.stop:
+			// Close began: use the remaining attempts without waiting long.
+		}
+		timer.Stop()
 		delay = min(2*delay, writeRetryMax)
 	}
 }
