@@ -2,7 +2,7 @@ package queue
 
 import (
 	"container/heap"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -167,11 +167,11 @@ func groupRecipients(env *spool.Envelope) []rcptGroup {
 			groups = append(groups, rcptGroup{domain: d, due: r.NextAttempt, rcpts: []int{i}})
 		}
 	}
-	sort.SliceStable(groups, func(i, j int) bool {
-		if groups[i].domain != groups[j].domain {
-			return groups[i].domain < groups[j].domain
+	slices.SortFunc(groups, func(a, b rcptGroup) int {
+		if c := strings.Compare(a.domain, b.domain); c != 0 {
+			return c
 		}
-		return groups[i].due.Before(groups[j].due)
+		return a.due.Compare(b.due)
 	})
 	return groups
 }

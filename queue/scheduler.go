@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -266,15 +267,7 @@ func (s *Scheduler) Queues() []QueueInfo {
 			Failed:      q.failed,
 		})
 	}
-	slices.SortFunc(infos, func(a, b QueueInfo) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(infos, func(a, b QueueInfo) int { return strings.Compare(a.Name, b.Name) })
 	return infos
 }
 
