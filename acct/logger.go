@@ -27,6 +27,11 @@ const (
 	DefaultSegmentSize  = 16 << 20 // bytes
 )
 
+// DefaultFileName is the accounting file in the log directory that receives
+// every record type unless an acct-file block for the same path says
+// otherwise.
+const DefaultFileName = "acct.json"
+
 // writeBatchSize is the most records the writer pops per batch; one batch
 // becomes one write call per file.
 const writeBatchSize = 256
@@ -34,8 +39,10 @@ const writeBatchSize = 256
 // Options configures a Logger.
 type Options struct {
 	// Dir is the log directory. It holds the default accounting file,
-	// Dir/acct.json, with every record type, and the webhook spools under
-	// Dir/webhooks.
+	// Dir/acct.json, and the webhook spools under Dir/webhooks. The default
+	// file takes every record type and never rotates by itself (logrotate
+	// and Reopen can rotate it) unless Files has an entry for its path,
+	// whose options then apply.
 	Dir string
 
 	Files    []FileOptions    // additional accounting files (<acct-file PATH> blocks)
@@ -181,18 +188,36 @@ func Open(o Options) (*Logger, error) {
 	return l, nil
 }
 
+// openFiles opens the default file and the configured ones. A configured
+// file at the default path replaces the default's options, which is how an
+// operator sets rotation or a record filter for acct.json.
 func (l *Logger) openFiles(o Options) error {
-	files := append([]FileOptions{{Path: filepath.Join(o.Dir, "acct.json")}}, o.Files...)
-	seen := map[string]bool{}
-	for _, fo := range files {
+	defaultPath, err := filepath.Abs(filepath.Join(o.Dir, DefaultFileName))
+	if err != nil {
+		return fmt.Errorf("acct: log directory %s: %w", o.Dir, err)
+	}
+	files := []FileOptions{{Path: filepath.Join(o.Dir, DefaultFileName)}}
+	index := map[string]int{defaultPath: 0}
+	replacedDefault := false
+	for _, fo := range o.Files {
 		abs, err := filepath.Abs(fo.Path)
 		if err != nil {
 			return fmt.Errorf("acct: acct-file %s: %w", fo.Path, err)
 		}
-		if seen[abs] {
-			return fmt.Errorf("acct: acct-file %s: configured twice (the default file is %s)", fo.Path, files[0].Path)
+		i, dup := index[abs]
+		switch {
+		case dup && i == 0 && !replacedDefault:
+			files[0] = fo
+			replacedDefault = true
+		case dup:
+			return fmt.Errorf("acct: acct-file %s: configured twice", fo.Path)
+		default:
+			index[abs] = len(files)
+			files = append(files, fo)
 		}
-		seen[abs] = true
+	}
+
+	for _, fo := range files {
 		f, err := openAcctFile(fo, l.log, &l.background)
 		if err != nil {
 			return err

@@ -202,7 +202,8 @@ func TestOpenRejectsInvalidOptions(t *testing.T) {
 	}{
 		{"missing dir", Options{}},
 		{"unknown file record type", Options{Dir: dir, Files: []FileOptions{{Path: filepath.Join(dir, "x.json"), Records: []string{"delivered"}}}}},
-		{"default file twice", Options{Dir: dir, Files: []FileOptions{{Path: filepath.Join(dir, "acct.json")}}}},
+		{"default file twice", Options{Dir: dir, Files: []FileOptions{{Path: filepath.Join(dir, "acct.json")}, {Path: filepath.Join(dir, "acct.json")}}}},
+		{"extra file twice", Options{Dir: dir, Files: []FileOptions{{Path: filepath.Join(dir, "x.json")}, {Path: filepath.Join(dir, "sub", "..", "x.json")}}}},
 		{"relative webhook url", Options{Dir: dir, Webhooks: []WebhookOptions{{URL: "/hook"}}}},
 		{"ftp webhook url", Options{Dir: dir, Webhooks: []WebhookOptions{{URL: "ftp://127.0.0.1/"}}}},
 		{"unknown webhook record type", Options{Dir: dir, Webhooks: []WebhookOptions{{URL: "http://127.0.0.1:1/", Records: []string{"z"}}}}},
@@ -472,5 +473,21 @@ func TestCloseReportsPersistentWriteError(t *testing.T) {
 	waitFor(t, "a write error", func() bool { return l.Stats().WriteErrors >= 1 })
 	if err := l.Close(); err == nil {
 		t.Fatal("Close with a file that fails every write succeeded, want error")
+	}
+}
+
+func TestFileOptionsForDefaultPath(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLogger(t, Options{
+		Dir:   dir,
+		Files: []FileOptions{{Path: filepath.Join(dir, DefaultFileName), Records: []string{TypeBounced}}},
+	})
+	l.Log(numbered(TypeDelivered, 0, 0))
+	l.Log(numbered(TypeBounced, 0, 1))
+	closeLogger(t, l)
+
+	records := readRecords(t, filepath.Join(dir, DefaultFileName))
+	if len(records) != 1 || records[0].Type != TypeBounced {
+		t.Errorf("acct.json with records b = %+v, want only the bounce", records)
 	}
 }

@@ -24,6 +24,9 @@ import (
 // a segment. A segment whose number is below synced.segment is sealed: the
 // writer fsynced and closed it before creating the next one, so its size is
 // final.
+//
+// NOTE: the spool has no size limit. While a webhook is down its spool
+// grows by every record it takes, and only disk space bounds it.
 type webhookSpool struct {
 	// Immutable after openWebhookSpool.
 	dir         string
