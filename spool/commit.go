@@ -1,7 +1,9 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -102,12 +104,10 @@ func (s *Spool) commitBatch(batch []*pendingCommit) {
 			}
 		}
 	}
-	for _, g := range synced {
-		if err := g.fdatasync(); err != nil {
-			s.setFailed(err)
-			s.failAll(ok, err)
-			return
-		}
+	if err := syncSegments(synced); err != nil {
+		s.setFailed(err)
+		s.failAll(ok, err)
+		return
 	}
 	s.fileSyncs.Add(uint64(len(synced)))
 
@@ -147,6 +147,26 @@ func (s *Spool) commitBatch(batch []*pendingCommit) {
 			p.done(p.msg, nil)
 		}
 	}
+}
+
+// syncSegments calls fdatasync on each segment, concurrently when there are
+// several (a batch that crossed a rotation), so the batch waits for the
+// slowest sync rather than their sum.
+func syncSegments(gs []*segment) error {
+	if len(gs) == 1 {
+		return gs[0].fdatasync()
+	}
+	errs := make([]error, len(gs))
+	var wg sync.WaitGroup
+	for i, g := range gs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = g.fdatasync()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func containsSegment(gs []*segment, g *segment) bool {

@@ -9,9 +9,10 @@ import (
 )
 
 // Entry encoding (the value of an m/<id> index key). Integers are varints
-// from encoding/binary (uvarint for counts and unsigned fields, zig-zag
-// varint otherwise); strings are a uvarint length and the bytes; times are
-// varint nanoseconds since the Unix epoch in UTC, with 0 for the zero time.
+// from encoding/binary: uvarint for counts and unsigned fields, zig-zag
+// varint otherwise. A string is a uvarint length followed by the bytes. A
+// time is a varint of nanoseconds since the Unix epoch in UTC, or 0 for the
+// zero time.
 //
 //	version   byte, entryVersion
 //	extents   uvarint count, then per extent:

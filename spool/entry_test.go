@@ -8,7 +8,7 @@ import (
 )
 
 // fillNonZero sets every field reachable from v to a distinct non-zero value,
-// so a field the encoder forgets comes back zero and fails the comparison.
+// so a field the encoder omits comes back zero and fails the comparison.
 func fillNonZero(t *testing.T, v reflect.Value, n *int) {
 	*n++
 	switch v.Kind() {

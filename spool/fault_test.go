@@ -12,8 +12,8 @@ import (
 )
 
 // TestRecoveryCorruption damages stored records in the ways a disk or a bug
-// can, and checks that Open moves exactly the damaged messages aside, logs
-// them, and keeps the others.
+// can, and checks that Open moves exactly the damaged messages aside and
+// keeps the others.
 func TestRecoveryCorruption(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentSize: minSegmentSize}
@@ -27,7 +27,7 @@ func TestRecoveryCorruption(t *testing.T) {
 	for i, name := range names {
 		body := testBody(uint64(i), 5<<10)
 		if name == "missing segment" {
-			// Fill the segment so this message lands alone in a new one.
+			// Seal the segment so this message starts a new one.
 			if err := s.rotate(s.active.Load()); err != nil {
 				t.Fatalf("rotate() = %v", err)
 			}

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"encoding/binary"
 	"reflect"
 	"testing"
 	"time"
@@ -30,8 +31,10 @@ func FuzzRecord(f *testing.F) {
 	f.Add(make([]byte, recordHeaderSize+8))
 	// Too short for a header.
 	f.Add([]byte("SPR1"))
-	// Length field near the 32-bit limit.
-	f.Add(valid(1, 0, 0, "")[:12:12])
+	// A length field of 2^32-1 octets with a short payload.
+	huge := valid(1, 0, 0, "hi")
+	binary.LittleEndian.PutUint32(huge[12:], 0xffffffff)
+	f.Add(huge)
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := decodeHeader(b)
