@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"smta/ring"
@@ -134,10 +135,13 @@ type Logger struct {
 	writerDone     chan struct{} // closed when the writer exits
 	writerErr      error         // set by the writer before writerDone is closed
 
+	// Shutdown. closing is set by Close; Log counts and discards records
+	// after it.
 	closing    atomic.Bool
 	closeOnce  sync.Once
 	closeErr   error
 	background sync.WaitGroup // compression of rotated files
+	lock       *os.File       // flock on Dir/acct.lock, held until Close
 
 	// Counters, written by the writer goroutine (droppedAfterClose by
 	// producers) and read by Stats.
@@ -156,11 +160,13 @@ func Open(o Options) (*Logger, error) {
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("acct: creating log directory: %w", err)
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
+	lock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
 	}
+	log := cmp.Or(o.Logger, slog.Default())
 	l := &Logger{
+		lock:           lock,
 		log:            log,
 		ring:           ring.New[*Record](cmp.Or(o.RingSize, DefaultRingSize)),
 		syncInterval:   cmp.Or(o.SyncInterval, DefaultSyncInterval),
@@ -274,6 +280,30 @@ func (l *Logger) closeOutputs() {
 	for _, s := range l.spools {
 		s.close()
 	}
+	l.lock.Close()
+}
+
+// lockFileName is the lock that keeps two Loggers, in one process or two,
+// from appending to the same files and shipping the same spools.
+const lockFileName = "acct.lock"
+
+// lockDir takes an exclusive flock(2) on dir/acct.lock. The kernel releases
+// it when the file is closed or the process exits, so a crash leaves no
+// stale lock.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("acct: opening lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("acct: log directory %s is in use by another accounting logger (%s is locked)", dir, path)
+		}
+		return nil, fmt.Errorf("acct: locking %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // Log queues r for writing. It never drops a record: when the ring is full
@@ -338,6 +368,7 @@ func (l *Logger) Close() error {
 			<-s.done
 		}
 		l.background.Wait()
+		errs = append(errs, l.lock.Close())
 
 		st := l.Stats()
 		l.log.Info("accounting stopped", "written", st.Written, "write_errors", st.WriteErrors,

@@ -491,3 +491,16 @@ func TestFileOptionsForDefaultPath(t *testing.T) {
 		t.Errorf("acct.json with records b = %+v, want only the bounce", records)
 	}
 }
+
+func TestOpenLocksDirectory(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLogger(t, Options{Dir: dir})
+	if second, err := Open(Options{Dir: dir, Logger: discardLogger()}); err == nil {
+		second.Close()
+		t.Fatal("second Open on the same directory succeeded, want error")
+	}
+	closeLogger(t, l)
+
+	again := openTestLogger(t, Options{Dir: dir})
+	closeLogger(t, again)
+}
