@@ -35,11 +35,13 @@
 //     sync. Remove deletes the entry and drops one segment reference per
 //     record.
 //  5. Recycle. A sealed segment whose references reach zero gets its
-//     generation bumped and goes to a free list (at most 4 segments; more
-//     are deleted). The next rotation reuses it instead of creating a file,
-//     so steady-state writes overwrite allocated blocks and fdatasync has
-//     no block allocation to journal. Records left from the earlier use
-//     carry the old generation and read back as invalid.
+//     generation bumped and goes to a free list of at most 4 segments.
+//     Drained segments beyond that are deleted. The next rotation reuses a
+//     free segment instead of creating a file. Its blocks were written in
+//     the first use, so fdatasync finds neither allocations nor unwritten
+//     extents to convert (fallocate(2) leaves extents unwritten until the
+//     first write) and has only data to flush. Records left from the earlier
+//     use carry the old generation and read back as invalid.
 //  6. Recover. Open reads every index entry, verifies every record it points
 //     to, rebuilds the segment references, deletes entries whose recipients
 //     are all final, and moves entries whose body fails verification to

@@ -107,3 +107,38 @@ func BenchmarkEntry(b *testing.B) {
 		}
 	})
 }
+
+func TestSanitizeHostID(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"mx1", "mx1"},
+		{"mx1.example.com", "mx1examplecom"},
+		{"MX_2", "MX_2"},
+		{"a-b/c d", "abcd"},
+		{"", "smta"},
+		{"---", "smta"},
+		{"héllo", "hllo"},
+	}
+	for _, tt := range tests {
+		if got := sanitizeHostID(tt.in); got != tt.want {
+			t.Errorf("sanitizeHostID(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestFormatID(t *testing.T) {
+	tests := []struct {
+		host  string
+		epoch int64
+		n     uint64
+		want  string
+	}{
+		{"mx1", 1700000000, 1, "mx1-s44we8-1"},
+		{"mx1", 1700000000, 36, "mx1-s44we8-10"},
+		{"h", 0, 0, "h-0-0"},
+	}
+	for _, tt := range tests {
+		if got := formatID(tt.host, tt.epoch, tt.n); got != tt.want {
+			t.Errorf("formatID(%q, %d, %d) = %q, want %q", tt.host, tt.epoch, tt.n, got, tt.want)
+		}
+	}
+}
