@@ -99,7 +99,7 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 	// A DSN that could not be stored must not be lost: its recipients go
 	// back to pending and retry, which bounces or expires them again.
 	if dsnErr != nil {
-		s.log.Error("queue: storing DSN failed, retrying its recipients", "queue", q.name, "msg", env.ID, "err", dsnErr)
+		s.log.Error("storing DSN failed, retrying its recipients", "queue", q.name, "msg", env.ID, "err", dsnErr)
 		for _, i := range reported {
 			idx := it.rcpts[i]
 			env.Rcpts[idx].State = spool.RcptPending
@@ -117,10 +117,10 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 	// attempt, which at-least-once delivery allows.
 	if final {
 		if err := s.sp.Remove(msg.m); err != nil {
-			s.log.Error("queue: removing delivered message failed", "queue", q.name, "msg", env.ID, "err", err)
+			s.log.Error("removing delivered message failed", "queue", q.name, "msg", env.ID, "err", err)
 		}
 	} else if err := s.sp.Update(msg.m); err != nil {
-		s.log.Error("queue: storing recipient states failed", "queue", q.name, "msg", env.ID, "err", err)
+		s.log.Error("storing recipient states failed", "queue", q.name, "msg", env.ID, "err", err)
 	}
 	msg.mu.Unlock()
 	failures := len(it.rcpts) - delivered - len(retry)
@@ -133,10 +133,10 @@ func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []deli
 		}
 	}
 	if failures > 0 {
-		s.log.Info("queue: recipients failed", "queue", q.name, "msg", env.ID, "failed", failures, "reply", lastFail, "dsn", dsn != nil)
+		s.log.Info("recipients failed", "queue", q.name, "msg", env.ID, "failed", failures, "reply", lastFail, "dsn", dsn != nil)
 	}
 	if len(retry) > 0 {
-		s.log.Debug("queue: delivery deferred", "queue", q.name, "msg", env.ID, "rcpts", len(retry), "reply", lastRetry, "next", next)
+		s.log.Debug("delivery deferred", "queue", q.name, "msg", env.ID, "rcpts", len(retry), "reply", lastRetry, "next", next)
 	}
 	if dsn != nil {
 		s.Enqueue(dsn)
@@ -250,7 +250,7 @@ func (s *Scheduler) injectDSN(m *spool.Message, failed []delivery.FailedRcpt, no
 	}
 	body, err := s.sp.Body(m)
 	if err != nil {
-		s.log.Warn("queue: DSN without the original message", "msg", env.ID, "err", err)
+		s.log.Warn("DSN without the original message", "msg", env.ID, "err", err)
 	} else {
 		p.Original = body
 	}

@@ -77,7 +77,8 @@ type Options struct {
 	// queue is created and before every connection, so it must be cheap and
 	// safe for concurrent use. Nil means the zero Policy for every domain.
 	Policy func(domain string) Policy
-	// Logger receives operational logs; nil means slog.Default().
+	// Logger receives operational logs; nil means slog.Default(). Messages
+	// carry no package prefix, so callers add one with Logger.With.
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now. Timers still run on
 	// the real clock, so Now only shifts the times that are computed and
@@ -180,11 +181,19 @@ func (s *Scheduler) Enqueue(m *spool.Message) {
 	now := s.now()
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopping {
-		s.log.Debug("queue: message not enqueued, scheduler stopping", "msg", m.Env.ID)
-		return
+	stopping := s.stopping
+	if !stopping {
+		s.enqueueLocked(msg, groups, now)
 	}
+	s.mu.Unlock()
+	if stopping {
+		s.log.Debug("message not enqueued, scheduler stopping", "msg", m.Env.ID)
+	}
+}
+
+// enqueueLocked adds the items of msg, one per recipient group.
+// REQUIRES: s.mu held.
+func (s *Scheduler) enqueueLocked(msg *message, groups []rcptGroup, now time.Time) {
 	for _, g := range groups {
 		q := s.queueLocked(g.domain)
 		it := &item{msg: msg, rcpts: g.rcpts, due: g.due}
@@ -201,8 +210,8 @@ func (s *Scheduler) Enqueue(m *spool.Message) {
 // Start starts delivery of everything enqueued so far and of what comes later.
 func (s *Scheduler) Start() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.started || s.stopping {
+		s.mu.Unlock()
 		return
 	}
 	s.started = true
@@ -212,7 +221,10 @@ func (s *Scheduler) Start() {
 		s.armLocked(q, now)
 		s.kickLocked(q, now)
 	}
-	s.log.Info("queue: scheduler started", "queues", len(s.queues))
+	queues := len(s.queues)
+	s.mu.Unlock()
+
+	s.log.Info("scheduler started", "queues", queues)
 }
 
 // Stop stops taking work and waits for in-flight transactions to finish.
@@ -240,12 +252,12 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancel()
-		s.log.Info("queue: scheduler stopped")
+		s.log.Info("scheduler stopped")
 		return nil
 	case <-ctx.Done():
 		s.cancel()
 		<-done
-		s.log.Warn("queue: scheduler stopped, in-flight transactions aborted", "err", ctx.Err())
+		s.log.Warn("scheduler stopped, in-flight transactions aborted", "err", ctx.Err())
 		return fmt.Errorf("queue: stop: %w", ctx.Err())
 	}
 }
@@ -275,24 +287,29 @@ func (s *Scheduler) Queues() []QueueInfo {
 // domain can be paused before mail for it arrives). Transactions in flight
 // finish; their connections then close.
 func (s *Scheduler) Pause(name string) {
+	name = normalizeDomain(name)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	q := s.queueLocked(normalizeDomain(name))
-	q.paused = true
-	s.log.Info("queue: paused", "queue", q.name)
+	s.queueLocked(name).paused = true
+	s.mu.Unlock()
+
+	s.log.Info("paused", "queue", name)
 }
 
 // Resume undoes Pause.
 func (s *Scheduler) Resume(name string) {
+	name = normalizeDomain(name)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, ok := s.queues[normalizeDomain(name)]
-	if !ok || !q.paused {
-		return
+	q, ok := s.queues[name]
+	resumed := ok && q.paused
+	if resumed {
+		q.paused = false
+		s.kickLocked(q, s.now())
 	}
-	q.paused = false
-	s.log.Info("queue: resumed", "queue", q.name)
-	s.kickLocked(q, s.now())
+	s.mu.Unlock()
+
+	if resumed {
+		s.log.Info("resumed", "queue", name)
+	}
 }
 
 // queueLocked returns the queue of domain, creating it.

@@ -98,7 +98,7 @@ func (s *Scheduler) runWorker(q *queue) {
 	// Quit closes the connection in every case, after a short wait for the
 	// reply, or at once when the connection is already broken.
 	if err := c.Quit(); err != nil {
-		s.log.Debug("queue: quit failed", "queue", q.name, "err", err)
+		s.log.Debug("quit failed", "queue", q.name, "err", err)
 	}
 	s.exitWorker(q, true)
 }
@@ -143,7 +143,7 @@ func (s *Scheduler) connect(q *queue, pol Policy) (*delivery.Conn, hop, error) {
 	for _, t := range targets {
 		c, err := delivery.Dial(s.ctx, t.addr, opts)
 		if err != nil {
-			s.log.Debug("queue: connection failed", "queue", q.name, "host", t.name, "addr", t.addr, "err", err)
+			s.log.Debug("connection failed", "queue", q.name, "host", t.name, "addr", t.addr, "err", err)
 			errs = append(errs, err)
 			continue
 		}
@@ -240,7 +240,7 @@ func (s *Scheduler) connectFailed(q *queue, pol Policy, first *item, err error) 
 	}
 	s.mu.Unlock()
 
-	s.log.Warn("queue: next hop unavailable", "queue", q.name, "reply", he.reply.String(), "messages", len(items), "err", he.err)
+	s.log.Warn("next hop unavailable", "queue", q.name, "reply", he.reply.String(), "messages", len(items), "err", he.err)
 	for _, it := range items {
 		s.finish(q, pol, hop{}, it, sameResults(he.reply, len(it.rcpts)))
 	}
@@ -268,7 +268,7 @@ func (s *Scheduler) deliver(q *queue, pol Policy, c *delivery.Conn, h hop, it *i
 	env := &it.msg.m.Env
 	body, err := s.sp.Body(it.msg.m)
 	if err != nil {
-		s.log.Error("queue: reading message body failed", "queue", q.name, "msg", env.ID, "err", err)
+		s.log.Error("reading message body failed", "queue", q.name, "msg", env.ID, "err", err)
 		s.finish(q, pol, h, it, sameResults(replyLocal, len(it.rcpts)))
 		return true // no transaction was started, so the connection is idle
 	}
