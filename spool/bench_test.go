@@ -102,3 +102,46 @@ func BenchmarkAppendParallel(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 }
+
+// BenchmarkRecover measures Open on a spool of 10 KiB messages: reading
+// every index entry and verifying every record. Each iteration reopens the
+// same spool.
+func BenchmarkRecover(b *testing.B) {
+	const messages = 5000
+	b.Run(fmt.Sprintf("messages=%d/size=10k", messages), func(b *testing.B) {
+		dir := b.TempDir()
+		s := openTest(b, dir, Options{})
+		body := testBody(1, 10<<10)
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < messages; i += 16 {
+					if _, err := s.Inject(testEnvelope("r@example.com"), body); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+
+		b.SetBytes(messages * int64(len(body)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			s := openTest(b, dir, Options{})
+			n := 0
+			s.Recover(func(*Message) { n++ })
+			if n != messages {
+				b.Fatalf("recovered %d messages, want %d", n, messages)
+			}
+			s.Close()
+		}
+		b.ReportMetric(float64(b.N*messages)/b.Elapsed().Seconds(), "msgs/s")
+	})
+}
