@@ -171,18 +171,18 @@ func (s *shipper) run() {
 
 		if err := s.post(); err != nil {
 			s.failures.Add(1)
-			delay := s.backoff(failures)
 			failures++
-			s.log.Warn("posting to webhook failed; retrying", "err", err, "records", s.batch.count,
-				"attempt", failures, "retry_in", delay)
 			if final {
-				s.log.Warn("webhook shipper stopped with records pending", "position", s.acked.String())
+				s.log.Warn("posting to webhook failed; shipper stopped with records pending",
+					"err", err, "records", s.batch.count, "position", s.acked.String())
 				return
 			}
-			if !s.sleep(delay) {
-				// Close arrived during the backoff: make the final attempt now.
-				continue
-			}
+			delay := s.backoff(failures - 1)
+			s.log.Warn("posting to webhook failed; retrying", "err", err, "records", s.batch.count,
+				"attempt", failures, "retry_in", delay)
+			// If Close interrupts the backoff, the next round is the final
+			// attempt.
+			s.sleep(delay)
 			continue
 		}
 		if failures > 0 {
