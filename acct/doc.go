@@ -43,6 +43,6 @@
 //
 // AccessLog writes smta-access.log: one line per SMTP session and one per
 // failed command. Unlike accounting it may drop lines under overload, and
-// it counts every drop; it also limits the lines per client IP, so a client
+// it counts every drop. It also limits the lines per client IP, so a client
 // that fails AUTH thousands of times cannot flood the disk.
 package acct

@@ -28,9 +28,9 @@ const (
 	DefaultSegmentSize  = 16 << 20 // bytes
 )
 
-// DefaultFileName is the accounting file in the log directory that receives
-// every record type unless an acct-file block for the same path says
-// otherwise.
+// DefaultFileName is the accounting file in the log directory. It receives
+// every record type unless an acct-file block for the same path sets a
+// record filter.
 const DefaultFileName = "acct.json"
 
 // writeBatchSize is the most records the writer pops per batch; one batch

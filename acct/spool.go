@@ -31,7 +31,7 @@ type webhookSpool struct {
 	// Immutable after openWebhookSpool.
 	dir         string
 	records     recordSet
-	segmentSize int64 // bytes; a segment is sealed at the first sync past this size
+	segmentSize int64 // bytes; a segment is sealed once a write reaches this size
 	log         *slog.Logger
 
 	// Writer goroutine only.

@@ -278,9 +278,9 @@ func (s *shipper) fill() error {
 		limit = fi.Size()
 	}
 	if at.offset > limit {
-		// The position is past the durable end, which only a segment
-		// truncated behind our back can cause. Skip to the end rather than
-		// wait forever.
+		// The position is past the durable end, which happens only when
+		// something outside this package truncated the segment. Skip to the
+		// end rather than wait forever.
 		s.log.Error("webhook position is past the end of its segment", "position", at.String(), "size", limit)
 		at.offset = limit
 		s.batch.end = at
