@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"smta/smtp"
@@ -33,6 +35,26 @@ const (
 	// during shutdown re-checks the shutdown deadline.
 	shutdownPoll = 100 * time.Millisecond
 )
+
+// reusePortListen sets SO_REUSEPORT like the sharded modes do, so that
+// "0.0.0.0:25" and the dual-stack "[::]:25" can be configured together in
+// every mode.
+var reusePortListen = net.ListenConfig{
+	Control: func(network, address string, c syscall.RawConn) error {
+		var sockErr error
+		err := c.Control(func(fd uintptr) {
+			sockErr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soReusePort, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return os.NewSyscallError("setsockopt SO_REUSEPORT", sockErr)
+	},
+}
+
+// soReusePort is SO_REUSEPORT on Linux (socket(7)); the syscall package
+// does not name it.
+const soReusePort = 0xf
 
 type goroutineServer struct {
 	// Immutable after newGoroutineServer.
@@ -69,7 +91,7 @@ func (s *goroutineServer) name() string { return "goroutine" }
 
 func (s *goroutineServer) start() error {
 	for _, l := range s.cfg.Listeners {
-		ln, err := net.Listen("tcp", l.Addr)
+		ln, err := reusePortListen.Listen(context.Background(), "tcp", l.Addr)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("engine: listening on %s: %w", l.Addr, err)
