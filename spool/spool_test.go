@@ -487,9 +487,9 @@ func TestMain(m *testing.M) {
 
 // TestConcurrentRecycling removes most messages right after committing them
 // while other writers append, so segments seal, drain, recycle and
-// reactivate under contention. The kept messages must read back intact,
-// before and after a reopen, and the number of segment files must stay
-// bounded.
+// reactivate under contention. Every segment's reference count must match
+// the kept messages, and those must read back intact before and after a
+// reopen.
 func TestConcurrentRecycling(t *testing.T) {
 	const writers, perWriter = 16, 150
 	dir := t.TempDir()
