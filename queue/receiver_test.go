@@ -2,6 +2,12 @@ package queue
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -26,6 +32,9 @@ type receiver struct {
 	noGreeting atomic.Bool
 	stallData  atomic.Bool
 
+	// tlsConfig, when set, makes the receiver offer STARTTLS (RFC 3207).
+	tlsConfig atomic.Pointer[tls.Config]
+
 	// mu guards the following.
 	mu          sync.Mutex
 	rcptReplies map[string][]string // per lowercased recipient, one reply consumed per RCPT; default 250
@@ -41,6 +50,7 @@ type rxMessage struct {
 	from  string   // reverse-path without angle brackets
 	rcpts []string // accepted recipients
 	data  string   // wire form without the final ".\r\n"
+	tls   bool     // received after STARTTLS
 }
 
 func startReceiver(t testing.TB) *receiver {
@@ -151,6 +161,8 @@ func (r *receiver) serve(c net.Conn, n int) {
 		return
 	}
 	var tx *rxMessage
+	secure := false
+	tlsConfig := r.tlsConfig.Load()
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -161,14 +173,31 @@ func (r *receiver) serve(c net.Conn, n int) {
 		ok := true
 		switch strings.ToUpper(verb) {
 		case "EHLO":
+			if tlsConfig != nil && !secure {
+				ok = write("250-rx.test\r\n250-STARTTLS\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN")
+				break
+			}
 			ok = write("250-rx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN")
+		case "STARTTLS":
+			if tlsConfig == nil || secure {
+				ok = write("502 5.5.1 not offered")
+				break
+			}
+			if !write("220 2.0.0 ready to start TLS") {
+				return
+			}
+			tc := tls.Server(c, tlsConfig)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c, br, secure, tx = tc, bufio.NewReader(tc), true, nil
 		case "HELO", "NOOP":
 			ok = write("250 2.0.0 ok")
 		case "RSET":
 			tx = nil
 			ok = write("250 2.0.0 ok")
 		case "MAIL":
-			tx = &rxMessage{conn: n, from: angle(arg)}
+			tx = &rxMessage{conn: n, from: angle(arg), tls: secure}
 			ok = write("250 2.1.0 ok")
 		case "RCPT":
 			rcpt := angle(arg)
@@ -227,4 +256,26 @@ func angle(arg string) string {
 		return ""
 	}
 	return arg[i+1 : j]
+}
+
+// selfSignedTLS returns a server configuration with a fresh self-signed
+// certificate for rx.test. Delivery's STARTTLS is opportunistic and does not
+// verify certificates, so no client-side trust setup is needed.
+func selfSignedTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("generating key: %v", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		DNSNames:     []string{"rx.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatalf("creating certificate: %v", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }

@@ -167,6 +167,8 @@ func (s *Scheduler) record(q *queue, h hop, env *spool.Envelope, r *spool.Recipi
 		DlvSize:     env.Size,
 		VMTA:        env.VMTA,
 		Queue:       q.name,
+		TLSProtocol: h.tlsProtocol,
+		TLSCipher:   h.tlsCipher,
 		NumAttempts: r.Attempts,
 		JobID:       env.JobID,
 		EnvID:       env.EnvID,

@@ -751,3 +751,25 @@ func TestMaxSMTPOutLimitsConnections(t *testing.T) {
 		t.Errorf("connections = %d, want at least %d with 2 messages per connection", got, want)
 	}
 }
+
+func TestDeliverWithSTARTTLS(t *testing.T) {
+	rx := startReceiver(t)
+	rx.tlsConfig.Store(selfSignedTLS(t))
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{UseTLS: true}, map[string]string{"one.test": rx.addr()}),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+	waitFor(t, "delivery", func() bool { return len(rx.messages()) == 1 })
+
+	if !rx.messages()[0].tls {
+		t.Errorf("message arrived without TLS, want it after STARTTLS")
+	}
+	recs := h.records()
+	if len(recs) != 1 || recs[0].Type != acct.TypeDelivered {
+		t.Fatalf("accounting = %+v, want one d record", recs)
+	}
+	if recs[0].TLSProtocol == "" || recs[0].TLSCipher == "" {
+		t.Errorf("d record TLS = %q, %q, want the negotiated protocol and cipher", recs[0].TLSProtocol, recs[0].TLSCipher)
+	}
+}

@@ -18,6 +18,8 @@ type hop struct {
 	name   string     // MX target or route host
 	remote netip.Addr // zero when no connection was made
 	local  netip.Addr
+
+	tlsProtocol, tlsCipher string // "" without STARTTLS
 }
 
 // mta formats the hop as accounting's dsnMta:
@@ -148,6 +150,7 @@ func (s *Scheduler) connect(q *queue, pol Policy) (*delivery.Conn, hop, error) {
 			continue
 		}
 		h := hop{name: t.name, remote: c.RemoteAddr().Addr().Unmap(), local: c.LocalAddr().Addr().Unmap()}
+		h.tlsProtocol, h.tlsCipher = c.TLSState()
 		return c, h, nil
 	}
 	return nil, hop{}, &hopError{reply: replyNoAnswer, err: errors.Join(errs...)}
