@@ -129,6 +129,10 @@ type Logger struct {
 	writerIdle atomic.Bool
 	wake       chan struct{} // capacity 1
 
+	// lastStamp caches the formatted TimeLogged of the current millisecond;
+	// any producer may replace it.
+	lastStamp atomic.Pointer[timestamp]
+
 	// Requests to the writer.
 	reopenRequests chan chan error
 	stop           chan struct{} // closed by Close
@@ -320,7 +324,7 @@ func (l *Logger) Log(r *Record) {
 		return
 	}
 	if r.TimeLogged == "" {
-		r.TimeLogged = time.Now().UTC().Format(timeLoggedLayout)
+		r.TimeLogged = l.timeLogged(time.Now())
 	}
 	l.ring.Push(r)
 
@@ -335,6 +339,25 @@ func (l *Logger) Log(r *Record) {
 		default:
 		}
 	}
+}
+
+// timeLogged formats now for Record.TimeLogged. Records logged within the
+// same millisecond share one string, so under load most calls neither
+// format nor allocate.
+func (l *Logger) timeLogged(now time.Time) string {
+	ms := now.UnixMilli()
+	if c := l.lastStamp.Load(); c != nil && c.unixMilli == ms {
+		return c.text
+	}
+	text := now.UTC().Format(timeLoggedLayout)
+	l.lastStamp.Store(&timestamp{unixMilli: ms, text: text})
+	return text
+}
+
+// timestamp is a formatted TimeLogged and its Unix time in milliseconds.
+type timestamp struct {
+	unixMilli int64
+	text      string
 }
 
 // Reopen closes and reopens every accounting file by path, so that after
