@@ -130,25 +130,49 @@ func (r *receiver) rcptReply(rcpt string) string {
 	return "250 2.1.5 ok"
 }
 
-func (r *receiver) serve(c net.Conn, n int) {
+// enter counts an open connection and returns the function that uncounts
+// it, once however often it is called.
+func (r *receiver) enter() (leave func()) {
 	r.mu.Lock()
 	r.active++
 	r.maxActive = max(r.maxActive, r.active)
 	r.mu.Unlock()
-	// leave runs before the reply to QUIT, so a client that opens its next
-	// connection after reading that reply never overlaps with this one.
+
 	left := false
-	leave := func() {
-		if !left {
-			left = true
-			r.mu.Lock()
-			r.active--
-			r.mu.Unlock()
+	return func() {
+		if left {
+			return
 		}
+		left = true
+		r.mu.Lock()
+		r.active--
+		r.mu.Unlock()
 	}
+}
+
+// readData reads a message body up to the line with a single dot.
+func readData(br *bufio.Reader) (string, bool) {
+	var data strings.Builder
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			return "", false
+		}
+		if l == ".\r\n" {
+			return data.String(), true
+		}
+		data.WriteString(l)
+	}
+}
+
+func (r *receiver) serve(c net.Conn, n int) {
+	// leave also runs before the reply to QUIT, so a client that opens its
+	// next connection after reading that reply never overlaps with this one.
+	leave := r.enter()
 	defer leave()
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute)) // a stuck client must not hang the test
+
 	br := bufio.NewReader(c)
 	write := func(s string) bool {
 		_, err := c.Write([]byte(s + "\r\n"))
@@ -160,6 +184,7 @@ func (r *receiver) serve(c net.Conn, n int) {
 	if !write("220 rx.test ESMTP") {
 		return
 	}
+
 	var tx *rxMessage
 	secure := false
 	tlsConfig := r.tlsConfig.Load()
@@ -214,18 +239,11 @@ func (r *receiver) serve(c net.Conn, n int) {
 			if !write("354 go ahead") {
 				return
 			}
-			var data strings.Builder
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				data.WriteString(l)
+			data, complete := readData(br)
+			if !complete {
+				return
 			}
-			tx.data = data.String()
+			tx.data = data
 			r.mu.Lock()
 			r.msgs = append(r.msgs, *tx)
 			r.mu.Unlock()

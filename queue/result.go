@@ -18,10 +18,9 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 // one DSN for the recipients that failed, stores the states in the spool,
 // writes the accounting records and schedules the retry.
 //
-// Order matters for at-least-once delivery. The DSN is injected (synced)
-// before the states are stored, and the states before the message is
-// removed, so a crash in between repeats work but never loses a DSN or a
-// recipient.
+// Order matters for at-least-once delivery. The DSN is injected, and synced,
+// before the final states are stored or the message is removed. So a crash
+// in between repeats the attempt, and perhaps the DSN, but loses neither.
 func (s *Scheduler) finish(q *queue, pol Policy, h hop, it *item, results []delivery.Result) {
 	now := s.now()
 	msg := it.msg

@@ -138,7 +138,7 @@ func (s *Scheduler) connect(q *queue, pol Policy) (*delivery.Conn, hop, error) {
 	}
 
 	// NOTE: queues are keyed by domain only and dial from the kernel's
-	// choice of source address; the envelope's VMTA does not select a
+	// choice of source address. The envelope's VMTA does not select a
 	// source IP or EHLO name yet.
 	opts := delivery.DialOptions{HeloName: s.o.HostName, UseTLS: pol.UseTLS}
 	var errs []error
@@ -249,8 +249,8 @@ func (s *Scheduler) connectFailed(q *queue, pol Policy, first *item, err error) 
 	}
 }
 
-// requeue puts an item taken by a worker back at the head of the ready
-// list's order (its arrival order is lost) when a stop aborted its attempt.
+// requeue returns an item to the tail of the ready list when a stop aborted
+// its attempt before any transaction, so Queues still counts it.
 func (s *Scheduler) requeue(q *queue, it *item) {
 	s.mu.Lock()
 	q.ready.push(it)
