@@ -384,28 +384,40 @@ func TestBounceSendsDSN(t *testing.T) {
 	}
 }
 
-func TestNullMXBouncesAtOnce(t *testing.T) {
+func TestUnroutableBouncesAtOnce(t *testing.T) {
 	home := startReceiver(t)
 	dns := testdns.Start(t)
 	dns.SetNullMX("null.test")
-	h := newHarness(t, t.TempDir(), Options{
-		Resolver: delivery.NewResolver(dns.Addr()),
-		Policy:   routes(Policy{DSN: true}, map[string]string{"sender.test": home.addr()}),
-	})
-	h.s.Start()
-	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("x@null.test")}, testBody)
-	waitFor(t, "the DSN", func() bool { return len(home.messages()) == 1 })
+	// missing.test has no records at all, so the server answers NXDOMAIN.
 
-	if got := dsnField(home.messages()[0].data, "Status"); got != "5.1.10" {
-		t.Errorf("DSN Status = %q, want 5.1.10 (null MX)", got)
+	tests := []struct {
+		rcpt       string
+		wantStatus string
+	}{
+		{"x@null.test", "5.1.10"},
+		{"x@missing.test", "5.1.2"},
 	}
-	recs := h.records()
-	if n := len(recordsOfType(recs, acct.TypeTransient)); n != 0 {
-		t.Errorf("t records = %d, want 0: a null MX is final", n)
-	}
-	bs := recordsOfType(recs, acct.TypeBounced)
-	if len(bs) != 1 || bs[0].Rcpt != "x@null.test" || bs[0].NumAttempts != 1 {
-		t.Errorf("b records = %+v, want one for x@null.test at attempt 1", bs)
+	for _, tt := range tests {
+		before := len(home.messages())
+		h := newHarness(t, t.TempDir(), Options{
+			Resolver: delivery.NewResolver(dns.Addr()),
+			Policy:   routes(Policy{DSN: true}, map[string]string{"sender.test": home.addr()}),
+		})
+		h.s.Start()
+		h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts(tt.rcpt)}, testBody)
+		waitFor(t, "the DSN for "+tt.rcpt, func() bool { return len(home.messages()) == before+1 })
+
+		if got := dsnField(home.messages()[before].data, "Status"); got != tt.wantStatus {
+			t.Errorf("%s: DSN Status = %q, want %q", tt.rcpt, got, tt.wantStatus)
+		}
+		recs := h.records()
+		if n := len(recordsOfType(recs, acct.TypeTransient)); n != 0 {
+			t.Errorf("%s: t records = %d, want 0 because the failure is final", tt.rcpt, n)
+		}
+		bs := recordsOfType(recs, acct.TypeBounced)
+		if len(bs) != 1 || bs[0].Rcpt != tt.rcpt || bs[0].NumAttempts != 1 {
+			t.Errorf("%s: b records = %+v, want one at attempt 1", tt.rcpt, bs)
+		}
 	}
 }
 
