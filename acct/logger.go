@@ -107,6 +107,7 @@ type WebhookStats struct {
 	Sent     uint64 // records acknowledged with a 2xx
 	Batches  uint64 // requests acknowledged with a 2xx
 	Failures uint64 // failed requests
+	Backlog  int64  // bytes of synced records not yet acknowledged, estimated
 }
 
 // Logger writes accounting records to files and webhooks. See the package
@@ -418,6 +419,7 @@ func (l *Logger) Stats() Stats {
 			Sent:     s.sent.Load(),
 			Batches:  s.batches.Load(),
 			Failures: s.failures.Load(),
+			Backlog:  s.backlog(),
 		})
 	}
 	return st

@@ -63,10 +63,11 @@ type shipper struct {
 	f     *os.File // open segment acked.segment, or nil
 	batch batch
 
-	// Counters, read by Stats.
-	sent     atomic.Uint64 // records acknowledged
-	batches  atomic.Uint64 // POSTs with a 2xx response
-	failures atomic.Uint64 // POSTs that failed
+	// Counters, read by Stats. ackedCopy mirrors acked for Stats.
+	ackedCopy atomic.Pointer[position]
+	sent      atomic.Uint64 // records acknowledged
+	batches   atomic.Uint64 // POSTs with a 2xx response
+	failures  atomic.Uint64 // POSTs that failed
 }
 
 // batch is the records read but not yet acknowledged.
@@ -116,7 +117,7 @@ func newShipper(o WebhookOptions, spool *webhookSpool, log *slog.Logger) (*shipp
 			p.segment = segments[0]
 		}
 	}
-	s.acked = p
+	s.setAcked(p)
 	s.batch.end = p
 	return s, nil
 }
@@ -342,11 +343,31 @@ func (s *shipper) post() error {
 	return nil
 }
 
+func (s *shipper) setAcked(p position) {
+	s.acked = p
+	s.ackedCopy.Store(&p)
+}
+
+// backlog estimates the bytes synced to the spool and not yet
+// acknowledged. Segments between the two positions count as segmentSize
+// each, although a sealed segment may be up to one write batch larger.
+func (s *shipper) backlog() int64 {
+	acked, synced := *s.ackedCopy.Load(), *s.spool.synced.Load()
+	if !acked.before(synced) {
+		return 0
+	}
+	if acked.segment == synced.segment {
+		return synced.offset - acked.offset
+	}
+	between := int64(synced.segment-acked.segment-1) * s.spool.segmentSize
+	return max(s.spool.segmentSize-acked.offset, 0) + between + synced.offset
+}
+
 // acknowledge persists the position after the posted batch and clears it.
 func (s *shipper) acknowledge() {
 	s.sent.Add(uint64(s.batch.count))
 	s.batches.Add(1)
-	s.acked = s.batch.end
+	s.setAcked(s.batch.end)
 	if err := writePosition(s.spool.dir, s.acked); err != nil {
 		// The records were delivered; a restart before the next successful
 		// write sends them again.
@@ -364,7 +385,7 @@ func (s *shipper) nextSegment() error {
 	if err := writePosition(s.spool.dir, next); err != nil {
 		return err
 	}
-	s.acked = next
+	s.setAcked(next)
 	s.batch = batch{body: s.batch.body[:0], end: next}
 	if s.f != nil {
 		s.f.Close()

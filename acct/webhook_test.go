@@ -187,6 +187,9 @@ func TestWebhookSegmentRotation(t *testing.T) {
 
 	records, _, _ := rc.snapshot()
 	checkSequences(t, records, producers, perProducer)
+	if got := l.Stats().Webhooks[0].Backlog; got != 0 {
+		t.Errorf("Stats().Webhooks[0].Backlog after everything was acknowledged = %d, want 0", got)
+	}
 
 	segments, err := listSegments(webhookDir(dir, url))
 	if err != nil {
@@ -255,6 +258,9 @@ func TestWebhookDownAtCloseKeepsSpool(t *testing.T) {
 	closeLogger(t, l)
 
 	spool := webhookDir(dir, url)
+	if got := l.Stats().Webhooks[0].Backlog; got <= 0 {
+		t.Errorf("Stats().Webhooks[0].Backlog with 10 records unsent = %d, want > 0", got)
+	}
 	if _, ok, err := readPosition(spool); err != nil || ok {
 		t.Errorf("readPosition after only failures = ok %v, err %v, want no position file", ok, err)
 	}
@@ -339,5 +345,27 @@ func TestWebhookRedirectIsFailure(t *testing.T) {
 	closeLogger(t, l)
 	if st := l.Stats().Webhooks[0]; st.Sent != 0 {
 		t.Errorf("Stats().Webhooks[0].Sent after only redirects = %d, want 0", st.Sent)
+	}
+}
+
+func TestShipperBacklogEstimate(t *testing.T) {
+	tests := []struct {
+		acked, synced position
+		want          int64
+	}{
+		{position{1, 0}, position{1, 0}, 0},
+		{position{1, 100}, position{1, 350}, 250},
+		{position{1, 400}, position{2, 50}, 600 + 50},          // rest of 1, then 50 of 2
+		{position{1, 400}, position{4, 50}, 600 + 2*1000 + 50}, // two full segments between
+		{position{1, 1200}, position{2, 0}, 0},                 // segment 1 ran past segmentSize
+		{position{3, 0}, position{2, 900}, 0},                  // acked ahead: nothing pending
+	}
+	for _, tt := range tests {
+		s := &shipper{spool: &webhookSpool{segmentSize: 1000}}
+		s.setAcked(tt.acked)
+		s.spool.synced.Store(&tt.synced)
+		if got := s.backlog(); got != tt.want {
+			t.Errorf("backlog(acked %v, synced %v) = %d, want %d", tt.acked, tt.synced, got, tt.want)
+		}
 	}
 }
