@@ -33,7 +33,9 @@ func (s *Spool) Extents(m *Message) ([]Extent, error) {
 
 // Body returns a reader over m's body. The reader verifies each record's
 // header and checksum before returning any of its bytes, and fails with an
-// error wrapping ErrCorrupt on a mismatch. It is valid until Remove(m).
+// error wrapping ErrCorrupt on a mismatch. It is valid until Remove(m). A
+// read after that fails rather than return another message's bytes, because
+// a reused segment has a new generation and a deleted one a closed file.
 func (s *Spool) Body(m *Message) (BodyReader, error) {
 	if m.removed.Load() {
 		return nil, fmt.Errorf("body of %s: %w", m.Env.ID, ErrRemoved)
