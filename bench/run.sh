@@ -18,7 +18,8 @@
 # noise hits both alike, and prints median [min-max]. Environment:
 #   BENCH_RUNS (3), BENCH_MESSAGES (5000), BENCH_SMALL_MESSAGES (10000),
 #   BENCH_IDLE (10000), PF_PROCESS_LIMIT (1000), BENCH_SKIP_MICRO (unset),
-#   BENCH_OUT (unset: a directory to keep the benchstat files in).
+#   BENCH_OUT (unset: a directory to keep the benchstat files in),
+#   BENCH_SCENARIOS ("1 2 3 4": the scenarios to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -27,6 +28,8 @@ trap 'exit 130' INT TERM
 bench_require
 
 RUNS=${BENCH_RUNS:-3}
+SCENARIOS=" ${BENCH_SCENARIOS:-1 2 3 4} "
+want() { [[ $SCENARIOS == *" $1 "* ]]; }
 MESSAGES=${BENCH_MESSAGES:-5000}
 SMALL_MESSAGES=${BENCH_SMALL_MESSAGES:-10000}
 IDLE=${BENCH_IDLE:-10000}
@@ -110,27 +113,29 @@ fmt_stats() {
 	printf '%s [%s-%s]' "$med" "$lo" "$hi"
 }
 
-# Warm-up, not recorded: Postfix forks its smtpd processes on demand and
-# keeps them for max_idle (100 s), and both servers fault in their code
-# and buffers on first use.
-bench_log "warming up"
-bench_measure accept postfix loadgen 200 1000 1024 >/dev/null || echo "bench: Postfix warm-up failed" >&2
-if ((HAVE_SMTA)); then
-	bench_measure accept smta loadgen 200 1000 1024 >/dev/null || echo "bench: smta warm-up failed" >&2
-fi
-rm -f "$BENCH_TMP"/bench-*.txt
+if want 1 || want 2 || want 3; then
+	# Warm-up, not recorded: Postfix forks its smtpd processes on demand and
+	# keeps them for max_idle (100 s), and both servers fault in their code
+	# and buffers on first use.
+	bench_log "warming up"
+	bench_measure accept postfix loadgen 200 1000 1024 >/dev/null || echo "bench: Postfix warm-up failed" >&2
+	if ((HAVE_SMTA)); then
+		bench_measure accept smta loadgen 200 1000 1024 >/dev/null || echo "bench: smta warm-up failed" >&2
+	fi
+	rm -f "$BENCH_TMP"/bench-*.txt
 
-echo "## Throughput, msgs/s: median [min-max] of $RUNS runs"
-echo
-printf '| %-34s | %-12s | %-24s | %-24s | %-6s | %-24s |\n' scenario client postfix smta ratio "harness ceiling (sink)"
-printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..8})" "$(printf -- '-%.0s' {1..26})"
-scenario "1 accept $MESSAGES x 10 KiB, 50 conns" accept loadgen 50 "$MESSAGES" 10240
-scenario "1 accept $MESSAGES x 10 KiB, 50 conns" accept smtp-source 50 "$MESSAGES" 10240
-scenario "2 relay $MESSAGES x 10 KiB, 50 conns" relay loadgen 50 "$MESSAGES" 10240
-scenario "2 relay $MESSAGES x 10 KiB, 50 conns" relay smtp-source 50 "$MESSAGES" 10240
-scenario "3 small $SMALL_MESSAGES x 1 KiB, 200 conns" accept loadgen 200 "$SMALL_MESSAGES" 1024 --pipelining
-scenario "3 small $SMALL_MESSAGES x 1 KiB, 200 conns" accept smtp-source 200 "$SMALL_MESSAGES" 1024
-echo
+	echo "## Throughput, msgs/s: median [min-max] of $RUNS runs"
+	echo
+	printf '| %-34s | %-12s | %-24s | %-24s | %-6s | %-24s |\n' scenario client postfix smta ratio "harness ceiling (sink)"
+	printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..8})" "$(printf -- '-%.0s' {1..26})"
+	want 1 && scenario "1 accept $MESSAGES x 10 KiB, 50 conns" accept loadgen 50 "$MESSAGES" 10240
+	want 1 && scenario "1 accept $MESSAGES x 10 KiB, 50 conns" accept smtp-source 50 "$MESSAGES" 10240
+	want 2 && scenario "2 relay $MESSAGES x 10 KiB, 50 conns" relay loadgen 50 "$MESSAGES" 10240
+	want 2 && scenario "2 relay $MESSAGES x 10 KiB, 50 conns" relay smtp-source 50 "$MESSAGES" 10240
+	want 3 && scenario "3 small $SMALL_MESSAGES x 1 KiB, 200 conns" accept loadgen 200 "$SMALL_MESSAGES" 1024 --pipelining
+	want 3 && scenario "3 small $SMALL_MESSAGES x 1 KiB, 200 conns" accept smtp-source 200 "$SMALL_MESSAGES" 1024
+	echo
+fi
 
 # --- Idle connections ------------------------------------------------------
 # idle SERVER PORT N sets OPEN, BEFORE and AFTER: the sessions opened and
@@ -163,29 +168,44 @@ idle() {
 	bench_wait_pid "$idle_pid" 60 || true
 }
 
-echo "## Idle connections: memory per open SMTP session (PSS, greeted and past EHLO)"
-echo
-printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' server connections "PSS before, KiB" "PSS open, KiB" "KiB per session"
-printf '|----------|--------------|------------------|------------------|------------------|\n'
-idle_row() {
-	local server=$1 port=$2 n=$3
-	if idle "$server" "$port" "$n"; then
-		printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' "$server" "$OPEN" "$BEFORE" "$AFTER" \
-			"$(python3 -c 'import sys; o, b, a = map(int, sys.argv[1:]); print(f"{(a - b) / o:.1f}" if o else "n/a")' "$OPEN" "$BEFORE" "$AFTER")"
-	else
-		printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' "$server" failed - - -
+if want 4; then
+	echo "## Idle connections: memory per open SMTP session (PSS, greeted and past EHLO)"
+	echo
+	printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' server connections "PSS before, KiB" "PSS open, KiB" "KiB per session"
+	printf '|----------|--------------|------------------|------------------|------------------|\n'
+	idle_row() {
+		local server=$1 port=$2 n=$3
+		if idle "$server" "$port" "$n"; then
+			printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' "$server" "$OPEN" "$BEFORE" "$AFTER" \
+				"$(python3 -c 'import sys; o, b, a = map(int, sys.argv[1:]); print(f"{(a - b) / o:.1f}" if o else "n/a")' "$OPEN" "$BEFORE" "$AFTER")"
+		else
+			printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' "$server" failed - - -
+		fi
+	}
+	# Fresh servers: smtpd processes left from the throughput scenarios, or
+	# heap the Go runtime kept, would absorb new sessions and make the
+	# per-session figure too small.
+	bench_log "restarting both servers for the idle-connection scenario"
+	bash bench/postfix.sh stop "$PF_DIR" >/dev/null 2>&1 || true
+	PF_PORT=$(bench_free_port)
+	bench_start_postfix "$PF_PORT" "$PF_SINK"
+	if ((HAVE_SMTA)); then
+		bench_stop_smta
+		SMTA_PORT=$(bench_free_port)
+		bench_start_smta "$SMTA_PORT" "$SMTA_SINK" || HAVE_SMTA=0
 	fi
-}
-idle_row postfix "$PF_PORT" "$PF_PROCESS_LIMIT"
-if ((HAVE_SMTA)); then
-	idle_row smta "$SMTA_PORT" "$IDLE"
-else
-	printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' smta "not measured" - - -
+	sleep 2 # let both finish starting up before the baseline is read
+	idle_row postfix "$PF_PORT" "$PF_PROCESS_LIMIT"
+	if ((HAVE_SMTA)); then
+		idle_row smta "$SMTA_PORT" "$IDLE"
+	else
+		printf '| %-8s | %-12s | %-16s | %-16s | %-16s |\n' smta "not measured" - - -
+	fi
+	echo
+	echo "Postfix runs one smtpd process per session, so it is measured at its"
+	echo "process limit (default_process_limit = $PF_PROCESS_LIMIT), not at $IDLE."
+	echo
 fi
-echo
-echo "Postfix runs one smtpd process per session, so it is measured at its"
-echo "process limit (default_process_limit = $PF_PROCESS_LIMIT), not at $IDLE."
-echo
 
 echo "## Go benchmark lines of smta-loadgen (for benchstat)"
 for f in "$BENCH_TMP"/bench-*.txt; do
