@@ -25,8 +25,12 @@ const (
 // current configuration snapshot. Zero fields mean the defaults above.
 type Policy struct {
 	// Route is a "host:port" next hop for every message of the queue. It
-	// overrides MX resolution; "" means resolve MX.
+	// overrides MX resolution of the recipient domain; "" means resolve MX.
 	Route string
+	// RouteMX makes a Route whose host is a name resolve through that
+	// name's MX records (with implicit MX), as an unbracketed route host
+	// does in smta.conf; the route's port replaces port 25.
+	RouteMX bool
 	// RetryAfter is the delay between a transient failure and the next
 	// attempt for the same recipients.
 	RetryAfter time.Duration

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -817,5 +818,34 @@ func TestDeliverWithSTARTTLS(t *testing.T) {
 	}
 	if recs[0].TLSProtocol == "" || recs[0].TLSCipher == "" {
 		t.Errorf("d record TLS = %q, %q, want the negotiated protocol and cipher", recs[0].TLSProtocol, recs[0].TLSCipher)
+	}
+}
+
+// TestRouteHostNameUsesMX checks that a route to a host name resolves that
+// name's MX records through the configured resolver and keeps the route's
+// port, while an IP route is dialed as written.
+func TestRouteHostNameUsesMX(t *testing.T) {
+	rx := startReceiver(t)
+	dns := testdns.Start(t)
+	dns.AddMX("relay.example.test", 10, "mx.relay.example.test")
+	dns.AddA("mx.relay.example.test", "127.0.0.1")
+	route := "relay.example.test:" + strconv.Itoa(rx.port())
+
+	h := newHarness(t, t.TempDir(), Options{
+		Resolver: delivery.NewResolver(dns.Addr()),
+		Policy: func(string) Policy {
+			return Policy{Route: route, RouteMX: true}
+		},
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@dest.test")}, testBody)
+	waitFor(t, "delivery through the routed MX", func() bool { return len(rx.messages()) == 1 })
+
+	recs := h.records()
+	if len(recs) != 1 || recs[0].Type != acct.TypeDelivered {
+		t.Fatalf("accounting = %+v, want one d record", recs)
+	}
+	if got, want := recs[0].DSNMta, "mx.relay.example.test (127.0.0.1)"; got != want {
+		t.Errorf("dsnMta = %q, want %q", got, want)
 	}
 }

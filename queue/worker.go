@@ -166,17 +166,20 @@ type target struct {
 // route, an address literal, or the MX hosts in preference order with
 // s.mxPort (RFC 5321 5.1).
 func (s *Scheduler) nextHops(domain string, pol Policy) ([]target, error) {
+	port := strconv.Itoa(s.mxPort)
 	if pol.Route != "" {
-		host, _, err := net.SplitHostPort(pol.Route)
+		host, routePort, err := net.SplitHostPort(pol.Route)
 		if err != nil {
 			return nil, &hopError{reply: replyNoAnswer, err: fmt.Errorf("invalid route %q: %w", pol.Route, err)}
 		}
-		return []target{{name: host, addr: pol.Route}}, nil
+		if _, err := netip.ParseAddr(host); err == nil || !pol.RouteMX {
+			return []target{{name: host, addr: pol.Route}}, nil
+		}
+		domain, port = host, routePort
 	}
 	if domain == "" {
 		return nil, &hopError{reply: replyNoAddress, err: errors.New("no domain to route to")}
 	}
-	port := strconv.Itoa(s.mxPort)
 	if lit, ok := addressLiteral(domain); ok {
 		return []target{{name: domain, addr: net.JoinHostPort(lit.String(), port)}}, nil
 	}

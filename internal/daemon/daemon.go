@@ -179,6 +179,7 @@ func (d *Daemon) policy(domain string) queue.Policy {
 	dom := d.cfg.Load().Domain(domain)
 	return queue.Policy{
 		Route:         routeAddr(dom.Route),
+		RouteMX:       !dom.Route.IsZero() && !dom.Route.Literal,
 		RetryAfter:    dom.RetryAfter,
 		BounceAfter:   dom.BounceAfter,
 		MaxSMTPOut:    dom.MaxSMTPOut,
