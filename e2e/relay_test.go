@@ -107,6 +107,20 @@ func TestRelayDeniedFromOtherSource(t *testing.T) {
 	if !strings.Contains(out, "550 5.7.1") {
 		t.Errorf("transcript lacks 550 5.7.1:\n%s", out)
 	}
+
+	// The access log has the failed RCPT and then the session's end.
+	var access string
+	waitFor(t, 10*time.Second, "the access log", func() bool {
+		b, _ := os.ReadFile(filepath.Join(d.dir, "log", "smta-access.log"))
+		access = string(b)
+		return strings.Contains(access, " session ")
+	})
+	if !strings.Contains(access, ` failure `) || !strings.Contains(access, `command="RCPT" reply="550 5.7.1 Relaying denied"`) {
+		t.Errorf("access log lacks the RCPT failure:\n%s", access)
+	}
+	if !strings.Contains(access, " ip=127.0.0.1 ") || !strings.Contains(access, " msgs=0 ") {
+		t.Errorf("access log session line lacks ip or msgs:\n%s", access)
+	}
 }
 
 func TestCrashAfterQueuedIsDelivered(t *testing.T) {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"time"
 
 	"smta/smtp"
 )
@@ -15,6 +16,7 @@ type ConnInfo struct {
 	Local     netip.AddrPort
 	Helo      string
 	TLS       bool
+	Start     time.Time // when the connection was accepted
 }
 
 // Backend is the policy and storage side of inbound SMTP. Every inbound mode
@@ -30,6 +32,24 @@ type Backend interface {
 	Rcpt(c *ConnInfo, tx *smtp.Transaction, rcpt smtp.Recipient) smtp.Reply
 	// Data starts a message. A non-zero Reply rejects DATA.
 	Data(c *ConnInfo, tx *smtp.Transaction) (MessageWriter, smtp.Reply)
+	// Failure reports 4xx and 5xx replies the session sent, in order, for
+	// the access log. dropped counts failures the session could not keep.
+	Failure(c *ConnInfo, failures []smtp.Failure, dropped int)
+	// Disconnect reports the end of a session that passed Connect, with
+	// the number of messages it queued.
+	Disconnect(c *ConnInfo, messages int)
+}
+
+// reportFailures passes the failures sess recorded since the last call to
+// b. scratch is reused between calls so that the common case allocates
+// nothing.
+func reportFailures(b Backend, info *ConnInfo, sess *smtp.Session, scratch *[]smtp.Failure) {
+	failures, dropped := sess.TakeFailures((*scratch)[:0])
+	if len(failures) > 0 || dropped > 0 {
+		b.Failure(info, failures, dropped)
+	}
+	clear(failures)
+	*scratch = failures[:0]
 }
 
 // MessageWriter receives one message body and makes it durable.

@@ -134,6 +134,7 @@ func (sh *shard) feed(c *conn) bool {
 		}
 		n, ev := sess.Feed(in)
 		c.r += int32(n)
+		reportFailures(b, c.info, sess, &sh.failures)
 		if n == 0 && ev.Kind == smtp.EventNone {
 			if sh.uring != nil && sh.uring.refill(c) {
 				continue

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -240,6 +241,8 @@ type goroutineConn struct {
 	writer MessageWriter // non-nil while DATA is being received
 	inTx   bool          // MAIL accepted and the transaction not yet ended
 	buf    []byte
+
+	failures []smtp.Failure // scratch for reportFailures
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -256,6 +259,7 @@ func (s *goroutineServer) serve(c net.Conn) {
 	gc.info.SessionID = fmt.Sprintf("g%x", s.nextSession.Add(1))
 	gc.info.Remote = addrPort(c.RemoteAddr())
 	gc.info.Local = addrPort(c.LocalAddr())
+	gc.info.Start = time.Now()
 	_, gc.info.TLS = c.(*tls.Conn)
 	defer c.Close()
 
@@ -295,10 +299,12 @@ func (s *goroutineServer) serve(c net.Conn) {
 // needs more input, so pipelined commands are answered in one write.
 func (s *goroutineServer) run(gc *goroutineConn) error {
 	sess := gc.sess
+	defer s.endSession(gc)
 	start := 0
 	for {
 		n, ev := sess.Feed(gc.buf[start:])
 		start += n
+		reportFailures(s.b, &gc.info, sess, &gc.failures)
 		switch ev.Kind {
 		case smtp.EventNone:
 			if err := gc.flush(); err != nil {
@@ -402,6 +408,13 @@ func (s *goroutineServer) run(gc *goroutineConn) error {
 	}
 }
 
+// endSession reports the failures not yet reported and the end of the
+// session to the Backend.
+func (s *goroutineServer) endSession(gc *goroutineConn) {
+	reportFailures(s.b, &gc.info, gc.sess, &gc.failures)
+	s.b.Disconnect(&gc.info, gc.sess.Messages())
+}
+
 func decide(sess *smtp.Session, r smtp.Reply) {
 	if r.IsZero() {
 		sess.Accept()
@@ -481,6 +494,16 @@ func (gc *goroutineConn) flush() error {
 func writeReply(w io.Writer, r smtp.Reply) error {
 	_, err := io.WriteString(w, FormatReply(r))
 	return err
+}
+
+// FormatReplyLine renders r on one line without CRLF, with the lines of a
+// multi-line text joined by spaces, for logs.
+func FormatReplyLine(r smtp.Reply) string {
+	text := strings.Join(splitLines(r.Text), " ")
+	if r.Enhanced == "" {
+		return fmt.Sprintf("%03d %s", r.Code, text)
+	}
+	return fmt.Sprintf("%03d %s %s", r.Code, r.Enhanced, text)
 }
 
 // FormatReply renders r as one or more reply lines (RFC 5321 section 4.2).

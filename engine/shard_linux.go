@@ -150,6 +150,7 @@ type shard struct {
 	wheel     *timerWheel
 	draining  bool
 	batch     []completion
+	failures  []smtp.Failure // scratch for reportFailures
 
 	counters shardCounters
 }
@@ -493,6 +494,7 @@ func (sh *shard) admit(fd int, remote netip.AddrPort, li int) {
 		SessionID: fmt.Sprintf("e%x", srv.nextSession.Add(1)),
 		Remote:    remote,
 		Local:     fromAddrString(srv.bound[li].String()),
+		Start:     time.Now(),
 	}
 	if info.Local.Addr().IsUnspecified() {
 		if sa, err := unix.Getsockname(fd); err == nil {
@@ -574,6 +576,10 @@ func (sh *shard) closeConn(c *conn) {
 	}
 	unix.Close(int(c.fd)) // also removes it from the epoll set
 	sh.srv.limits.release(c.info.Remote.Addr())
+	if c.sess != nil {
+		reportFailures(sh.srv.backend, c.info, c.sess, &sh.failures)
+		sh.srv.backend.Disconnect(c.info, c.sess.Messages())
+	}
 	sh.releaseSlot(c)
 }
 

@@ -42,6 +42,9 @@ type memBackend struct {
 	seq    atomic.Uint64
 	delay  time.Duration
 	keep   bool // store bodies; benchmarks only count them
+
+	failures    []string // "COMMAND CODE" per reported failure
+	disconnects []int    // messages per ended session
 }
 
 func newMemBackend() *memBackend {
@@ -52,6 +55,27 @@ func (b *memBackend) Connect(*ConnInfo) smtp.Reply                 { return smtp
 func (b *memBackend) Mail(*ConnInfo, *smtp.Transaction) smtp.Reply { return smtp.Reply{} }
 func (b *memBackend) Rcpt(*ConnInfo, *smtp.Transaction, smtp.Recipient) smtp.Reply {
 	return smtp.Reply{}
+}
+
+func (b *memBackend) Failure(c *ConnInfo, failures []smtp.Failure, dropped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range failures {
+		b.failures = append(b.failures, fmt.Sprintf("%s %d", f.Command, f.Reply.Code))
+	}
+}
+
+func (b *memBackend) Disconnect(c *ConnInfo, messages int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.disconnects = append(b.disconnects, messages)
+}
+
+// sessionLog returns the failures and session ends reported so far.
+func (b *memBackend) sessionLog() ([]string, []int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.failures...), append([]int(nil), b.disconnects...)
 }
 
 func (b *memBackend) Data(c *ConnInfo, tx *smtp.Transaction) (MessageWriter, smtp.Reply) {
@@ -226,7 +250,11 @@ func checkBody(t testing.TB, b *memBackend, id, want string) {
 }
 
 func forModes(t *testing.T, f func(t *testing.T, mode string)) {
-	for _, mode := range shardedModes {
+	forAllModes(t, shardedModes, f)
+}
+
+func forAllModes(t *testing.T, modes []string, f func(t *testing.T, mode string)) {
+	for _, mode := range modes {
 		t.Run("mode="+mode, func(t *testing.T) { f(t, mode) })
 	}
 }
@@ -836,6 +864,38 @@ func FuzzParseListenAddr(f *testing.F) {
 		again, err := parseListenAddr(ap.String())
 		if err != nil || again != ap {
 			t.Errorf("parseListenAddr(%q) = %v, but parseListenAddr(%q) = %v, %v", s, ap, ap.String(), again, err)
+		}
+	})
+}
+
+// TestSessionReportsForAccessLog checks, in every mode, that failure
+// replies and the end of a session reach the Backend exactly once.
+func TestSessionReportsForAccessLog(t *testing.T) {
+	forAllModes(t, []string{"goroutine", "epoll", "io_uring"}, func(t *testing.T, mode string) {
+		b := newMemBackend()
+		srv := startServer(t, testConfig(mode), b)
+		c := dial(t, srv)
+		c.expect(220)
+		c.cmd("EHLO client.test", 250)
+		c.cmd("BOGUS", 500)
+		c.cmd("RCPT TO:<a@example.com>", 503)
+		c.transaction("a@example.com", "Subject: hi\r\n\r\nbody\r\n")
+		c.cmd("QUIT", 221)
+
+		var failures []string
+		var ends []int
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if failures, ends = b.sessionLog(); len(ends) > 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if want := []string{"UNKNOWN 500", "RCPT 503"}; fmt.Sprint(failures) != fmt.Sprint(want) {
+			t.Errorf("reported failures = %q, want %q", failures, want)
+		}
+		if len(ends) != 1 || ends[0] != 1 {
+			t.Errorf("reported session ends = %v, want one with 1 message", ends)
 		}
 	})
 }

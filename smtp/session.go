@@ -102,6 +102,12 @@ type Session struct {
 	tx           Transaction
 	data         dataReader
 
+	// Access-log bookkeeping, read by the driver between Feed calls.
+	command  string    // verb of the command being handled; "" before the first
+	failures []Failure // failure replies not yet taken, at most maxFailures
+	dropped  int       // failures not recorded because failures was full
+	messages int       // messages answered with AcceptQueued
+
 	// Output: bytes out[outStart:] are waiting to be written.
 	out      []byte
 	outStart int
@@ -237,12 +243,15 @@ func (s *Session) feedCommand(in []byte) (int, Event) {
 func (s *Session) dispatch(line []byte) Event {
 	verb, arg := splitCommand(line)
 	if len(verb) == 0 {
+		s.command = ""
 		return s.reply(replyEmptyCommand)
 	}
 	cmd := lookupCommand(verb)
 	if cmd == nil {
+		s.command = "UNKNOWN"
 		return s.reply(replyUnknownCommand)
 	}
+	s.command = cmd.verb
 	if deny := cmd.deny[s.state]; deny != replyNone {
 		return s.reply(deny)
 	}
@@ -308,6 +317,7 @@ func (s *Session) AcceptQueued(id string) {
 	}
 	s.pending = decisionNone
 	s.endTransaction()
+	s.messages++
 	r := replyTable[replyQueued].Reply
 	r.Text += " as " + id
 	s.queueReply(r)
@@ -462,11 +472,17 @@ func (s *Session) TLSStarted() {
 
 // Timeout queues "421 4.4.2 <host> timeout exceeded" and closes the
 // session, dropping any pending decision.
-func (s *Session) Timeout() { s.closeWith(replyTimeout) }
+func (s *Session) Timeout() {
+	s.command = ""
+	s.closeWith(replyTimeout)
+}
 
 // Shutdown queues "421 4.3.2 <host> service shutting down" and closes the
 // session, dropping any pending decision.
-func (s *Session) Shutdown() { s.closeWith(replyShutdown) }
+func (s *Session) Shutdown() {
+	s.command = ""
+	s.closeWith(replyShutdown)
+}
 
 func (s *Session) closeWith(id replyID) {
 	if s.state == stateClosed {
@@ -493,6 +509,7 @@ func (s *Session) queue(id replyID) {
 		host = s.host
 	}
 	s.out = appendReply(s.out, t.Reply, host)
+	s.noteFailure(t.Reply)
 	s.countError(t.Code)
 }
 
@@ -500,8 +517,47 @@ func (s *Session) queue(id replyID) {
 // table) to the output.
 func (s *Session) queueReply(r Reply) {
 	s.out = appendReply(s.out, r, "")
+	s.noteFailure(r)
 	s.countError(r.Code)
 }
+
+// maxFailures bounds the failures kept between two TakeFailures calls, so
+// a driver that never takes them cannot make a session grow.
+const maxFailures = 32
+
+// Failure is one 4xx or 5xx reply the session sent, for access logs.
+type Failure struct {
+	Command string // verb of the failed command ("RCPT"; "UNKNOWN" for an unrecognized one), or "" for none
+	Reply   Reply
+}
+
+// noteFailure records r when it is a failure reply.
+func (s *Session) noteFailure(r Reply) {
+	if r.Code < 400 {
+		return
+	}
+	if len(s.failures) >= maxFailures {
+		s.dropped++
+		return
+	}
+	s.failures = append(s.failures, Failure{Command: s.command, Reply: r})
+}
+
+// TakeFailures appends the failure replies sent since the last call to dst
+// and forgets them. It returns dst and the number of failures that were not
+// recorded because more than maxFailures arrived between two calls. It does
+// not allocate when there were no failures.
+func (s *Session) TakeFailures(dst []Failure) ([]Failure, int) {
+	dst = append(dst, s.failures...)
+	clear(s.failures)
+	s.failures = s.failures[:0]
+	dropped := s.dropped
+	s.dropped = 0
+	return dst, dropped
+}
+
+// Messages returns how many messages the session accepted with AcceptQueued.
+func (s *Session) Messages() int { return s.messages }
 
 // countError spends the error budget on syntax and sequence errors and,
 // when it runs out, queues 421 4.7.0 and closes the session.

@@ -355,3 +355,55 @@ func TestImplicitTLS(t *testing.T) {
 	}
 	expectPanic(t, "TLSStarted after EHLO", s.TLSStarted)
 }
+
+func TestTakeFailures(t *testing.T) {
+	s := NewSession(&Config{Hostname: "mx.test"})
+	s.Start()
+	in := []byte("EHLO client.test\r\nBOGUS\r\nRCPT TO:<a@b.test>\r\nMAIL FROM:<s@a.test>\r\n")
+	for len(in) > 0 {
+		n, ev := s.Feed(in)
+		in = in[n:]
+		if s.Pending() {
+			if ev.Kind == EventMail {
+				s.Reject(Reply{Code: 550, Enhanced: "5.7.1", Text: "sender denied"})
+			} else {
+				s.Accept()
+			}
+		}
+	}
+	got, dropped := s.TakeFailures(nil)
+	want := []Failure{
+		{Command: "UNKNOWN", Reply: Reply{Code: 500, Enhanced: "5.5.1"}},
+		{Command: "RCPT", Reply: Reply{Code: 503, Enhanced: "5.5.1"}},
+		{Command: "MAIL", Reply: Reply{Code: 550, Enhanced: "5.7.1"}},
+	}
+	if len(got) != len(want) || dropped != 0 {
+		t.Fatalf("TakeFailures = %+v, %d dropped; want %d failures, 0 dropped", got, dropped, len(want))
+	}
+	for i := range want {
+		if got[i].Command != want[i].Command || got[i].Reply.Code != want[i].Reply.Code || got[i].Reply.Enhanced != want[i].Reply.Enhanced {
+			t.Errorf("failure %d = %+v, want command %s and %d %s", i, got[i], want[i].Command, want[i].Reply.Code, want[i].Reply.Enhanced)
+		}
+	}
+	if again, _ := s.TakeFailures(nil); len(again) != 0 {
+		t.Errorf("second TakeFailures = %+v, want none", again)
+	}
+
+	s.Timeout()
+	last, _ := s.TakeFailures(nil)
+	if len(last) != 1 || last[0].Command != "" || last[0].Reply.Code != 421 {
+		t.Errorf("failures after Timeout = %+v, want one 421 with no command", last)
+	}
+}
+
+func TestTakeFailuresBounded(t *testing.T) {
+	s := NewSession(&Config{Hostname: "mx.test", MaxErrors: 1000})
+	s.Start()
+	for range maxFailures + 5 {
+		s.Feed([]byte("BOGUS\r\n"))
+	}
+	got, dropped := s.TakeFailures(nil)
+	if len(got) != maxFailures || dropped != 5 {
+		t.Errorf("TakeFailures = %d failures, %d dropped; want %d, 5", len(got), dropped, maxFailures)
+	}
+}

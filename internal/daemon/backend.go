@@ -28,6 +28,32 @@ var _ engine.Backend = (*backend)(nil)
 
 func (b *backend) Connect(c *engine.ConnInfo) smtp.Reply { return smtp.Reply{} }
 
+func (b *backend) Failure(c *engine.ConnInfo, failures []smtp.Failure, dropped int) {
+	ip := c.Remote.Addr().Unmap()
+	for _, f := range failures {
+		b.d.access.Failure(acct.AccessEntry{
+			SessionID: c.SessionID,
+			ClientIP:  ip,
+			HELO:      c.Helo,
+			Command:   f.Command,
+			Reply:     engine.FormatReplyLine(f.Reply),
+		})
+	}
+	if dropped > 0 {
+		b.d.stats.failuresDropped.Add(uint64(dropped))
+	}
+}
+
+func (b *backend) Disconnect(c *engine.ConnInfo, messages int) {
+	b.d.access.Session(acct.AccessEntry{
+		SessionID: c.SessionID,
+		ClientIP:  c.Remote.Addr().Unmap(),
+		HELO:      c.Helo,
+		Messages:  messages,
+		Duration:  time.Since(c.Start),
+	})
+}
+
 func (b *backend) Mail(c *engine.ConnInfo, tx *smtp.Transaction) smtp.Reply { return smtp.Reply{} }
 
 func (b *backend) Rcpt(c *engine.ConnInfo, tx *smtp.Transaction, rcpt smtp.Recipient) smtp.Reply {

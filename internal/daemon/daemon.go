@@ -32,6 +32,7 @@ type Daemon struct {
 	logger *slog.Logger
 	spool  *spool.Spool
 	acct   *acct.Logger
+	access *acct.AccessLog
 	sched  *queue.Scheduler
 	srv    *engine.Server
 
@@ -45,6 +46,9 @@ type counters struct {
 	received  atomic.Uint64
 	spoolFail atomic.Uint64
 	relayDeny atomic.Uint64
+	// failuresDropped counts failure replies that did not reach the access
+	// log because a session sent more than it keeps between two reports.
+	failuresDropped atomic.Uint64
 }
 
 // Start opens the spool and accounting log, recovers queued messages, starts
@@ -74,6 +78,14 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("daemon: opening accounting log in %s: %w", cfg.LogDir, err)
 	}
 	d.acct = al
+
+	access, err := acct.OpenAccessLog(cfg.LogDir, acct.AccessOptions{Logger: logger.With("component", "access")})
+	if err != nil {
+		al.Close()
+		sp.Close()
+		return nil, fmt.Errorf("daemon: opening access log in %s: %w", cfg.LogDir, err)
+	}
+	d.access = access
 
 	resolverAddr := ""
 	if len(cfg.DNSServers) > 0 {
@@ -149,6 +161,9 @@ func (d *Daemon) Reload(cfg *config.Config) {
 	if err := d.acct.Reopen(); err != nil {
 		d.logger.Error("reopening accounting files failed", "error", err)
 	}
+	if err := d.access.Reopen(); err != nil {
+		d.logger.Error("reopening the access log failed", "error", err)
+	}
 	d.logger.Info("configuration reloaded", "file", cfg.File)
 }
 
@@ -170,7 +185,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 func (d *Daemon) closeStores() error {
-	return errors.Join(d.spool.Close(), d.acct.Close())
+	return errors.Join(d.spool.Close(), d.acct.Close(), d.access.Close())
 }
 
 // policy maps a destination domain to its queue policy in the current
