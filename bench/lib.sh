@@ -152,6 +152,11 @@ bench_start_smta() {
 	mkdir -p "$SMTA_DIR/spool" "$SMTA_DIR/log"
 	sed -e "s|@PORT@|$port|g" -e "s|@RELAYPORT@|$relayport|g" -e "s|@DIR@|$SMTA_DIR|g" \
 		"$BENCH_ROOT/bench/smta-bench.conf" >"$SMTA_DIR/smta.conf"
+	if ! "$SMTA" check-config --config "$SMTA_DIR/smta.conf" >"$SMTA_DIR/check.log" 2>&1; then
+		echo "bench: bench/smta-bench.conf is not a valid smta configuration:" >&2
+		cat "$SMTA_DIR/check.log" >&2
+		return 1
+	fi
 	"$SMTA" run --config "$SMTA_DIR/smta.conf" >"$SMTA_DIR/stdout.log" 2>"$SMTA_DIR/stderr.log" &
 	SMTA_PID=$!
 	BENCH_PIDS+=("$SMTA_PID")
