@@ -121,6 +121,12 @@ func TestRelayDeniedFromOtherSource(t *testing.T) {
 	if !strings.Contains(access, " ip=127.0.0.1 ") || !strings.Contains(access, " msgs=0 ") {
 		t.Errorf("access log session line lacks ip or msgs:\n%s", access)
 	}
+	waitFor(t, 10*time.Second, "the rejection record", func() bool { return countRecords(d.acctRecords(), "rj", "") == 1 })
+	for _, r := range d.acctRecords() {
+		if r["type"] == "rj" && r["reply"] != "RCPT: 550 5.7.1 Relaying denied" {
+			t.Errorf("rj reply = %q, want %q", r["reply"], "RCPT: 550 5.7.1 Relaying denied")
+		}
+	}
 }
 
 func TestCrashAfterQueuedIsDelivered(t *testing.T) {

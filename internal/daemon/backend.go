@@ -38,6 +38,17 @@ func (b *backend) Failure(c *engine.ConnInfo, failures []smtp.Failure, dropped i
 			Command:   f.Command,
 			Reply:     engine.FormatReplyLine(f.Reply),
 		})
+		// A rejected envelope command or message is an accounting event:
+		// the client was told no, and billing and debugging want to see it.
+		switch f.Command {
+		case "MAIL", "RCPT", "DATA":
+			b.d.acct.Log(&acct.Record{
+				Type:      acct.TypeRejected,
+				SrcMta:    srcMta(c),
+				SessionID: c.SessionID,
+				Reply:     f.Command + ": " + engine.FormatReplyLine(f.Reply),
+			})
+		}
 	}
 	if dropped > 0 {
 		b.d.stats.failuresDropped.Add(uint64(dropped))
