@@ -605,3 +605,26 @@ func TestReportBenchmarkName(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenLoopCountsUnstarted(t *testing.T) {
+	// One connection, 50 ms per message, 200 messages/s offered for
+	// 300 ms: about 60 messages come due but at most 7 can finish, so
+	// most are still queued when the run ends.
+	sink := startTestSink(t, SinkConfig{Latency: 50 * time.Millisecond})
+	report, err := Send(context.Background(), SendConfig{
+		Target:      sink.Addr(),
+		Connections: 1,
+		Duration:    300 * time.Millisecond,
+		Rate:        200,
+		Size:        SizeSpec{Min: 1024, Max: 1024},
+	})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if report.Unstarted == 0 {
+		t.Errorf("report.Unstarted = 0, want > 0 (sent %d)", report.Sent)
+	}
+	if report.Sent > 7 {
+		t.Errorf("report.Sent = %d, want at most 7 at 50 ms per message in 300 ms", report.Sent)
+	}
+}

@@ -125,6 +125,10 @@ type Report struct {
 	MsgsPerSec  float64           `json:"msgs_per_sec"`
 	Latency     Latency           `json:"latency"`
 	Errors      map[string]uint64 `json:"errors"` // by command and reply code, or "io"
+
+	// Unstarted counts open-loop messages that were due before the run
+	// ended but found no free connection. Always 0 in a closed loop.
+	Unstarted uint64 `json:"unstarted"`
 }
 
 // BenchmarkName is the Go benchmark name of the run, for benchstat. Runs
@@ -171,6 +175,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "latency p50 %s, p95 %s, p99 %s, max %s\n", r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max)
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "errors %s\n", formatErrors(r.Errors))
+	}
+	if r.Unstarted > 0 {
+		fmt.Fprintf(w, "unstarted %d: due in the open loop but no connection was free before the run ended\n", r.Unstarted)
 	}
 }
 

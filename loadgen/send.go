@@ -178,6 +178,16 @@ func Send(ctx context.Context, cfg SendConfig) (*Report, error) {
 	<-workersDone
 	elapsed := time.Since(start)
 
+	// In an open loop, messages still queued when the run ended were due
+	// but never started. They are reported, because leaving them out would
+	// hide the worst latencies of an overloaded server.
+	var unstarted uint64
+	if cfg.Rate > 0 {
+		for range jobs {
+			unstarted++
+		}
+	}
+
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	report := &Report{
@@ -196,6 +206,7 @@ func Send(ctx context.Context, cfg SendConfig) (*Report, error) {
 		MsgsPerSec:  float64(rec.sent) / elapsed.Seconds(),
 		Latency:     summarize(rec.total),
 		Errors:      rec.errors,
+		Unstarted:   unstarted,
 	}
 	if cfg.Rate > 0 {
 		report.Mode = "open"
