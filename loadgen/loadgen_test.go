@@ -146,6 +146,7 @@ func TestOpenLoopIncludesQueueing(t *testing.T) {
 		messages = 30
 	)
 	sink := startTestSink(t, SinkConfig{Latency: delay})
+
 	report, err := Send(context.Background(), SendConfig{
 		Target:      sink.Addr(),
 		Connections: 1,
@@ -162,6 +163,7 @@ func TestOpenLoopIncludesQueueing(t *testing.T) {
 	if report.Sent != messages {
 		t.Fatalf("report.Sent = %d, want %d", report.Sent, messages)
 	}
+
 	lowerBound := func(i int) time.Duration {
 		return time.Duration(i+1)*delay - time.Duration(float64(i)/rate*float64(time.Second))
 	}
@@ -434,8 +436,14 @@ func TestSendNoServer(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Send to closed port %s: error = nil, want connection failure", addr)
 	}
-	if report == nil || report.Sent != 0 || report.Errors["connect io"] == 0 {
-		t.Errorf("report = %+v, want 0 sent and connect errors counted", report)
+	if report == nil {
+		t.Fatalf("Send to closed port returned no report")
+	}
+	if report.Sent != 0 {
+		t.Errorf("report.Sent = %d, want 0", report.Sent)
+	}
+	if report.Errors["connect io"] == 0 {
+		t.Errorf("report.Errors = %v, want connect io errors counted", report.Errors)
 	}
 }
 

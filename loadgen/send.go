@@ -57,6 +57,7 @@ func (cfg *SendConfig) setDefaults() error {
 	if cfg.Messages == 0 && cfg.Duration == 0 {
 		return errors.New("loadgen: unbounded run: set messages, duration or both")
 	}
+
 	if cfg.Connections <= 0 {
 		cfg.Connections = 1
 	}
@@ -78,6 +79,7 @@ func (cfg *SendConfig) setDefaults() error {
 	if err := cfg.Size.validate(); err != nil {
 		return fmt.Errorf("loadgen: invalid size: %w", err)
 	}
+
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}

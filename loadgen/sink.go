@@ -58,8 +58,8 @@ type SinkStats struct {
 	Messages       uint64 `json:"messages"`
 	Recipients     uint64 `json:"recipients"` // accepted RCPT commands of accepted messages
 	Bytes          uint64 `json:"bytes"`
-	TempFailed     uint64 `json:"temp_failed"` // RCPT commands answered 451 by injection
-	PermFailed     uint64 `json:"perm_failed"` // RCPT commands answered 550 by injection
+	TempFailed     uint64 `json:"temp_failed"` // RCPT commands rejected with an injected 451
+	PermFailed     uint64 `json:"perm_failed"` // RCPT commands rejected with an injected 550
 	Malformed      uint64 `json:"malformed"`   // accepted messages that failed the structure check
 	ProtocolErrors uint64 `json:"protocol_errors"`
 
@@ -130,6 +130,7 @@ func StartSink(cfg SinkConfig) (*Sink, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
+
 	if err := CheckTarget(cfg.Listen, cfg.AllowRemote); err != nil {
 		return nil, fmt.Errorf("loadgen: sink listen address: %w", err)
 	}
@@ -145,6 +146,7 @@ func StartSink(cfg SinkConfig) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: sink listen on %s: %w", cfg.Listen, err)
