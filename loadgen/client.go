@@ -37,11 +37,20 @@ func (e *replyError) key() string {
 	return e.Command + " " + strconv.Itoa(e.Code)
 }
 
+// errAllRejected fails a message whose recipients were all rejected
+// without PIPELINING, where the client skips DATA. The rejections are
+// counted per RCPT, so the message failure gets its own key.
+var errAllRejected = errors.New("loadgen: every recipient was rejected")
+
 // errKey is the key an error is counted under: the command and reply
-// code, or "io" for connection failures, timeouts and malformed replies.
+// code, "all-rcpts-rejected", or "io" for connection failures, timeouts
+// and malformed replies.
 func errKey(err error) string {
 	var re *replyError
-	if errors.As(err, &re) {
+	switch {
+	case errors.Is(err, errAllRejected):
+		return "all-rcpts-rejected"
+	case errors.As(err, &re):
 		return re.key()
 	}
 	return "io"
@@ -177,7 +186,11 @@ func (c *client) transaction(from string, rcpts []string, body []byte) (txResult
 			}
 		}
 		if res.accepted == 0 {
-			return res, c.abort(res.rejected[0])
+			c.w.WriteString("RSET\r\n")
+			if err := c.flushExpect("RSET", 250); err != nil {
+				return res, err
+			}
+			return res, errAllRejected
 		}
 		c.w.WriteString("DATA\r\n")
 		if err := c.flushExpect("DATA", 354); err != nil {

@@ -636,3 +636,37 @@ func TestOpenLoopCountsUnstarted(t *testing.T) {
 		t.Errorf("report.Sent = %d, want at most 7 at 50 ms per message in 300 ms", report.Sent)
 	}
 }
+
+func TestSendAllRecipientsRejected(t *testing.T) {
+	for _, pipelining := range []bool{false, true} {
+		sink := startTestSink(t, SinkConfig{PermFail: 1})
+		report, err := Send(context.Background(), SendConfig{
+			Target:     sink.Addr(),
+			Messages:   10,
+			Recipients: 3,
+			Pipelining: pipelining,
+			Size:       SizeSpec{Min: 1024, Max: 1024},
+		})
+		if err != nil {
+			t.Fatalf("Send(pipelining=%v): %v", pipelining, err)
+		}
+		if report.Failed != 10 {
+			t.Errorf("pipelining=%v: report.Failed = %d, want 10", pipelining, report.Failed)
+		}
+		if got := report.Errors["RCPT 550"]; got != 30 {
+			t.Errorf("pipelining=%v: RCPT 550 errors = %d, want 30 (one per recipient)", pipelining, got)
+		}
+		// Without PIPELINING the client skips DATA; with it, the server
+		// rejects DATA after the rejected recipients.
+		wantKey := "all-rcpts-rejected"
+		if pipelining {
+			wantKey = "DATA 554"
+		}
+		if got := report.Errors[wantKey]; got != 10 {
+			t.Errorf("pipelining=%v: %s errors = %d, want 10 (errors %v)", pipelining, wantKey, got, report.Errors)
+		}
+		if st := sink.Stats(); st.Connections != 1 {
+			t.Errorf("pipelining=%v: sink connections = %d, want 1 (rejections keep the connection)", pipelining, st.Connections)
+		}
+	}
+}

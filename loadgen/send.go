@@ -287,7 +287,7 @@ func (wk *worker) run(ctx context.Context, jobs <-chan job, connected *atomic.Ui
 		res, err := c.transaction(wk.cfg.From, wk.rcpts, wk.buf)
 		if err != nil {
 			wk.rec.recordFailed(err, res.rejected)
-			if !isReply(err) {
+			if !isReply(err) && !errors.Is(err, errAllRejected) {
 				c.conn.Close()
 				c = nil
 			}
