@@ -45,6 +45,12 @@ type queue struct {
 	workers  int // worker goroutines alive
 	starting int // workers that have not taken their first item yet
 	conns    int // workers with an open connection
+	idle     int // connected workers waiting for a ready item
+
+	// wakeup hands a newly ready item to an idle worker. It holds at most
+	// one token, so a token can outlive the worker it was meant for; an
+	// idle worker that wakes to an empty ready list waits again.
+	wakeup chan struct{}
 
 	paused       bool
 	backoffUntil time.Time // zero: no backoff; set after a failed connection

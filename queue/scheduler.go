@@ -127,6 +127,8 @@ type Scheduler struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	workers sync.WaitGroup // one count per delivery worker goroutine
+	// stopped is closed by Stop, which ends the wait of idle workers.
+	stopped chan struct{}
 
 	// mu guards the following and the fields of every queue marked "s.mu".
 	// Lock order: a message's mu before s.mu; never the other way round.
@@ -163,6 +165,7 @@ func New(o Options) *Scheduler {
 		s.o.Policy = func(string) Policy { return Policy{} }
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.stopped = make(chan struct{})
 	return s
 }
 
@@ -240,6 +243,9 @@ func (s *Scheduler) Start() {
 // delivered again after restart: at least once), and returns ctx's error.
 func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.stopping {
+		close(s.stopped)
+	}
 	s.stopping = true
 	for _, q := range s.queues {
 		if q.timer != nil {
@@ -323,7 +329,7 @@ func (s *Scheduler) Resume(name string) {
 func (s *Scheduler) queueLocked(domain string) *queue {
 	q, ok := s.queues[domain]
 	if !ok {
-		q = &queue{name: domain, policy: s.policy(domain)}
+		q = &queue{name: domain, policy: s.policy(domain), wakeup: make(chan struct{}, 1)}
 		s.queues[domain] = q
 	}
 	return q
@@ -336,7 +342,13 @@ func (s *Scheduler) kickLocked(q *queue, now time.Time) {
 	if !s.started || s.stopping || q.modeLocked(now) != ModeNormal {
 		return
 	}
-	for q.workers < q.policy.MaxSMTPOut && q.ready.len() > q.starting {
+	if q.idle > 0 && q.ready.len() > 0 {
+		select {
+		case q.wakeup <- struct{}{}:
+		default:
+		}
+	}
+	for q.workers < q.policy.MaxSMTPOut && q.ready.len() > q.starting+q.idle {
 		q.workers++
 		q.starting++
 		s.workers.Add(1)

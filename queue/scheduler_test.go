@@ -353,8 +353,10 @@ func TestTransientThenDelivered(t *testing.T) {
 	if recs[2].NumAttempts != 3 {
 		t.Errorf("d record numAttempts = %d, want 3", recs[2].NumAttempts)
 	}
-	if n := rx.connections(); n != 3 {
-		t.Errorf("receiver connections = %d, want 3 (one per attempt)", n)
+	// The retries come within connectionIdle, so the idle connection of the
+	// first attempt carries them all.
+	if n := rx.connections(); n != 1 {
+		t.Errorf("receiver connections = %d, want 1 (reused for every attempt)", n)
 	}
 }
 
@@ -847,5 +849,24 @@ func TestRouteHostNameUsesMX(t *testing.T) {
 	}
 	if got, want := recs[0].DSNMta, "mx.relay.example.test (127.0.0.1)"; got != want {
 		t.Errorf("dsnMta = %q, want %q", got, want)
+	}
+}
+
+// TestIdleConnectionCarriesLaterMessage checks that a message queued
+// shortly after the ready list emptied goes over the connection that is
+// still open, instead of a new one.
+func TestIdleConnectionCarriesLaterMessage(t *testing.T) {
+	rx := startReceiver(t)
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{}, map[string]string{"one.test": rx.addr()}),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+	waitFor(t, "first delivery", func() bool { return len(rx.messages()) == 1 })
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("b@one.test")}, testBody)
+	waitFor(t, "second delivery", func() bool { return len(rx.messages()) == 2 })
+
+	if n := rx.connections(); n != 1 {
+		t.Errorf("receiver connections = %d, want 1", n)
 	}
 }

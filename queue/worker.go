@@ -93,9 +93,7 @@ func (s *Scheduler) runWorker(q *queue) {
 		if !ok || (pol.MaxMsgPerConn > 0 && sent >= pol.MaxMsgPerConn) {
 			break
 		}
-		s.mu.Lock()
-		it = s.takeLocked(q)
-		s.mu.Unlock()
+		it = s.takeOrIdle(q)
 	}
 	// Quit closes the connection in every case, after a short wait for the
 	// reply, or at once when the connection is already broken.
@@ -103,6 +101,47 @@ func (s *Scheduler) runWorker(q *queue) {
 		s.log.Debug("quit failed", "queue", q.name, "err", err)
 	}
 	s.exitWorker(q, true)
+}
+
+// connectionIdle is how long a connected worker waits for another ready
+// message before it sends QUIT. Reusing a connection saves the TCP and
+// SMTP handshakes, which cost more than the transaction itself for small
+// messages; Postfix's connection cache keeps connections for a similar
+// time (smtp_connection_cache_time_limit, 2s by default).
+const connectionIdle = 2 * time.Second
+
+// takeOrIdle pops the next ready item of q, waiting up to connectionIdle
+// for one to arrive. It returns nil when none came or the queue must not
+// start transactions.
+func (s *Scheduler) takeOrIdle(q *queue) *item {
+	var deadline *time.Timer
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if it := s.takeLocked(q); it != nil || s.stopping || q.modeLocked(s.now()) != ModeNormal {
+			return it
+		}
+		if deadline == nil {
+			deadline = time.NewTimer(connectionIdle)
+			defer deadline.Stop()
+		}
+
+		q.idle++
+		s.mu.Unlock()
+		timedOut := false
+		select {
+		case <-q.wakeup:
+		case <-deadline.C:
+			timedOut = true
+		case <-s.stopped:
+			timedOut = true
+		}
+		s.mu.Lock()
+		q.idle--
+		if timedOut {
+			return s.takeLocked(q)
+		}
+	}
 }
 
 // takeLocked pops the next ready item of q, or returns nil when the queue

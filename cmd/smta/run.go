@@ -22,6 +22,7 @@ func runCommand() *cli.Command {
 		Flags: []cli.Flag{
 			configFlag,
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL` of the daemon log on stderr: debug, info, warn or error"},
+			&cli.StringFlag{Name: "pprof", Usage: "serve Go's pprof profiles on `ADDR` (for example 127.0.0.1:6060); keep it on loopback"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long sessions may finish their transaction after SIGTERM"},
 		},
 		Action: run,
@@ -39,6 +40,11 @@ func run(c *cli.Context) error {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
+	}
+	if addr := c.String("pprof"); addr != "" {
+		if err := servePprof(addr, logger); err != nil {
+			return err
+		}
 	}
 	d, err := daemon.Start(cfg, logger)
 	if err != nil {
