@@ -9,7 +9,7 @@
 #      until the client has every 250 reply;
 #   2. relay: the same, timed until the sink has every message;
 #   3. small messages: 1 KiB over 200 connections, smta-loadgen with
-#      PIPELINING (smtp-source cannot pipeline, so it runs without);
+#      PIPELINING (smtp-source has no option for it, so it runs without);
 #   4. idle connections: memory per open SMTP session at BENCH_IDLE
 #      connections for smta; Postfix runs one smtpd process per session,
 #      so it is measured at its process limit (PF_PROCESS_LIMIT).
@@ -52,7 +52,7 @@ if [[ -z ${BENCH_SKIP_MICRO:-} ]]; then
 	if ((${#pkgs[@]} > 0)); then
 		echo "## Microbenchmarks: ${pkgs[*]}"
 		# A failing package is reported, and the scenarios still run.
-		go test -run XXX -bench . -benchmem "${pkgs[@]}" || echo "microbenchmarks failed (exit $?); continuing"
+		go test -run XXX -bench . -benchmem -timeout 10m "${pkgs[@]}" || echo "microbenchmarks failed (exit $?); continuing"
 		echo
 	fi
 fi
