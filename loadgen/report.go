@@ -32,8 +32,9 @@ type recorder struct {
 	errors   map[string]uint64
 	sent     uint64 // messages accepted with 250 at end of data
 	failed   uint64
-	rcpts    uint64 // accepted recipients of sent messages
-	bytes    uint64 // message octets of sent messages
+	rcpts    uint64    // accepted recipients of sent messages
+	bytes    uint64    // message octets of sent messages
+	lastDone time.Time // when the last message got its final reply
 }
 
 func newRecorder() *recorder {
@@ -48,6 +49,7 @@ func (r *recorder) recordSent(latency time.Duration, rcpts, size int, rejected [
 	us := min(max(latency.Microseconds(), histMinMicros), histMaxMicros)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.lastDone = time.Now()
 	r.total.RecordValue(us)
 	r.interval.RecordValue(us)
 	r.sent++
@@ -61,6 +63,7 @@ func (r *recorder) recordSent(latency time.Duration, rcpts, size int, rejected [
 func (r *recorder) recordFailed(err error, rejected []*replyError) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.lastDone = time.Now()
 	r.failed++
 	r.errors[errKey(err)]++
 	for _, re := range rejected {
@@ -109,22 +112,23 @@ func (l Latency) MarshalJSON() ([]byte, error) {
 
 // Report is the result of a Send run.
 type Report struct {
-	Label       string            `json:"label,omitempty"` // first element of the benchmark name
-	Target      string            `json:"target"`
-	Mode        string            `json:"mode"` // "closed" or "open"
-	Rate        float64           `json:"rate,omitempty"`
-	Connections int               `json:"connections"`
-	Size        string            `json:"size"`
-	Recipients  int               `json:"recipients_per_message"`
-	Pipelining  bool              `json:"pipelining"`
-	Sent        uint64            `json:"sent"`   // messages accepted with 250 at end of data
-	Failed      uint64            `json:"failed"` // messages not accepted
-	Accepted    uint64            `json:"accepted_recipients"`
-	Bytes       uint64            `json:"bytes"`
-	Elapsed     time.Duration     `json:"elapsed_ns"`
-	MsgsPerSec  float64           `json:"msgs_per_sec"`
-	Latency     Latency           `json:"latency"`
-	Errors      map[string]uint64 `json:"errors"` // by command and reply code, or "io"
+	Label       string        `json:"label,omitempty"` // first element of the benchmark name
+	Target      string        `json:"target"`
+	Mode        string        `json:"mode"` // "closed" or "open"
+	Rate        float64       `json:"rate,omitempty"`
+	Connections int           `json:"connections"`
+	Size        string        `json:"size"`
+	Recipients  int           `json:"recipients_per_message"`
+	Pipelining  bool          `json:"pipelining"`
+	Sent        uint64        `json:"sent"`   // messages accepted with 250 at end of data
+	Failed      uint64        `json:"failed"` // messages not accepted
+	Accepted    uint64        `json:"accepted_recipients"`
+	Bytes       uint64        `json:"bytes"`
+	Elapsed     time.Duration `json:"elapsed_ns"` // start to the last final reply
+
+	MsgsPerSec float64           `json:"msgs_per_sec"`
+	Latency    Latency           `json:"latency"`
+	Errors     map[string]uint64 `json:"errors"` // by command and reply code, or "io"
 
 	// Unstarted counts open-loop messages that were due before the run
 	// ended but found no free connection. Always 0 in a closed loop.

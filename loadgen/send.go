@@ -178,7 +178,15 @@ func Send(ctx context.Context, cfg SendConfig) (*Report, error) {
 		ticker.Stop()
 	}
 	<-workersDone
+
+	// The run ends at the last final reply, not after the QUITs, so the
+	// rate counts only message transactions.
 	elapsed := time.Since(start)
+	rec.mu.Lock()
+	if !rec.lastDone.IsZero() {
+		elapsed = rec.lastDone.Sub(start)
+	}
+	rec.mu.Unlock()
 
 	// In an open loop, messages still queued when the run ended were due
 	// but never started. They are reported, because leaving them out would
