@@ -11,7 +11,14 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "smta-loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "smta-loadgen",
 		Usage: "SMTP load generator and sink for benchmarks (loopback by default)",
 		Commands: []*cli.Command{
@@ -19,9 +26,5 @@ func main() {
 			sinkCommand(),
 			idleCommand(),
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "smta-loadgen:", err)
-		os.Exit(1)
 	}
 }
