@@ -1,13 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,40 +54,45 @@ func TestSendRejectsBadFlags(t *testing.T) {
 	}
 }
 
-func TestSendToSinkCommand(t *testing.T) {
-	// Pick a free port for the sink command, which exits after 20
-	// messages.
+// quietSink starts a library sink; the commands are tested one at a time
+// because urfave/cli apps share global flags (the help flag) and must not
+// run concurrently in one process.
+func quietSink(t *testing.T) *loadgen.Sink {
+	t.Helper()
+	sink, err := loadgen.StartSink(loadgen.SinkConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return sink
+}
+
+func TestSinkCommandCountsAndExits(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	addr := ln.Addr().String()
 	ln.Close()
 
-	dir := t.TempDir()
-	sinkJSON := filepath.Join(dir, "sink.json")
-	sendJSON := filepath.Join(dir, "send.json")
+	sinkJSON := filepath.Join(t.TempDir(), "sink.json")
 	sinkDone := make(chan error, 1)
 	go func() {
-		sinkDone <- runApp("sink", "--listen", "127.0.0.1:"+port, "--messages", "20", "--duration", "30s", "--json", sinkJSON)
+		sinkDone <- runApp("sink", "--listen", addr, "--messages", "20", "--duration", "30s", "--json", sinkJSON)
 	}()
 
-	// The sink command starts asynchronously; wait (bounded) for it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sink command did not listen: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	if err := runApp("send", "--target", "127.0.0.1:"+port, "-c", "4", "-n", "20", "--size", "2k-8k", "--pipelining", "--recipients", "2", "-q", "--json", sendJSON); err != nil {
-		t.Fatalf("send: %v", err)
+	// The sink command starts asynchronously; Send retries connections
+	// every 100 ms, bounded by the duration.
+	report, err := loadgen.Send(context.Background(), loadgen.SendConfig{
+		Target:      addr,
+		Connections: 4,
+		Messages:    20,
+		Recipients:  2,
+		Duration:    20 * time.Second,
+		Size:        loadgen.SizeSpec{Min: 2048, Max: 8192},
+	})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
 	}
 	select {
 	case err := <-sinkDone:
@@ -98,10 +103,6 @@ func TestSendToSinkCommand(t *testing.T) {
 		t.Fatalf("sink command did not exit after 20 messages")
 	}
 
-	send := readJSON(t, sendJSON)
-	if send["sent"] != 20.0 {
-		t.Errorf("send JSON sent = %v, want 20", send["sent"])
-	}
 	sink := readJSON(t, sinkJSON)
 	if sink["messages"] != 20.0 {
 		t.Errorf("sink JSON messages = %v, want 20", sink["messages"])
@@ -109,20 +110,39 @@ func TestSendToSinkCommand(t *testing.T) {
 	if sink["recipients"] != 40.0 {
 		t.Errorf("sink JSON recipients = %v, want 40", sink["recipients"])
 	}
-	if sink["bytes"] != send["bytes"] {
-		t.Errorf("sink JSON bytes = %v, send JSON bytes = %v, want equal", sink["bytes"], send["bytes"])
+	if sink["bytes"] != float64(report.Bytes) {
+		t.Errorf("sink JSON bytes = %v, sender bytes = %d, want equal", sink["bytes"], report.Bytes)
 	}
 	if last, ok := sink["last_message_unix"].(float64); !ok || last <= 0 {
 		t.Errorf("sink JSON last_message_unix = %v, want a Unix time", sink["last_message_unix"])
 	}
 }
 
-func TestIdleCommand(t *testing.T) {
-	sink, err := loadgen.StartSink(loadgen.SinkConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
+func TestSendCommandWritesJSON(t *testing.T) {
+	sink := quietSink(t)
+	sendJSON := filepath.Join(t.TempDir(), "send.json")
+	if err := runApp("send", "--target", sink.Addr(), "-c", "4", "-n", "20", "--size", "2k-8k", "--pipelining", "--recipients", "2", "--label", "accept", "-q", "--json", sendJSON); err != nil {
+		t.Fatalf("send: %v", err)
 	}
-	defer sink.Close()
+
+	send := readJSON(t, sendJSON)
+	if send["sent"] != 20.0 {
+		t.Errorf("send JSON sent = %v, want 20", send["sent"])
+	}
+	if send["label"] != "accept" {
+		t.Errorf("send JSON label = %v, want accept", send["label"])
+	}
+	st := sink.Stats()
+	if st.Messages != 20 {
+		t.Errorf("sink messages = %d, want 20", st.Messages)
+	}
+	if send["bytes"] != float64(st.Bytes) {
+		t.Errorf("send JSON bytes = %v, sink bytes = %d, want equal", send["bytes"], st.Bytes)
+	}
+}
+
+func TestIdleCommand(t *testing.T) {
+	sink := quietSink(t)
 	if err := runApp("idle", "--target", sink.Addr(), "-c", "50", "--hold", "10ms", "--ehlo"); err != nil {
 		t.Fatalf("idle: %v", err)
 	}
