@@ -670,3 +670,33 @@ func TestSendAllRecipientsRejected(t *testing.T) {
 		}
 	}
 }
+
+func TestSendGivesUpOnDeadTarget(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	// No duration: only the connect timeout bounds the run, for open and
+	// closed loops alike.
+	for _, rate := range []float64{0, 100} {
+		report, err := Send(context.Background(), SendConfig{
+			Target:      addr,
+			Connections: 3,
+			Messages:    1000,
+			Rate:        rate,
+			Timeout:     300 * time.Millisecond,
+		})
+		if err == nil {
+			t.Fatalf("Send(rate=%v) to closed port: error = nil, want connection failure", rate)
+		}
+		if report.Sent != 0 {
+			t.Errorf("Send(rate=%v): report.Sent = %d, want 0", rate, report.Sent)
+		}
+		if report.Failed != 3 {
+			t.Errorf("Send(rate=%v): report.Failed = %d, want 3 (one per worker that gave up)", rate, report.Failed)
+		}
+	}
+}

@@ -34,7 +34,9 @@ type SendConfig struct {
 	From       string   // envelope and header sender; "" means loadgen@example.org
 	Size       SizeSpec // zero means 10 KiB
 
-	// Timeout bounds each connect and each reply wait; 0 means 30 s.
+	// Timeout bounds each connect and each reply wait, and how long a
+	// connection keeps retrying to connect before it gives up. 0 means
+	// 30 s.
 	Timeout time.Duration
 
 	// Progress receives one line per second; nil means none.
@@ -99,9 +101,10 @@ type job struct {
 
 // Send runs a load against cfg.Target and returns its report. It stops
 // when cfg.Messages messages were attempted, cfg.Duration passed, or ctx
-// ends, whichever comes first; messages in flight then complete (bounded
-// by cfg.Timeout). A run in which no connection could be opened returns
-// an error along with the report.
+// ends, whichever comes first, or when every connection gave up
+// connecting. Messages in flight then complete (bounded by cfg.Timeout).
+// A run in which no connection could be opened returns an error along
+// with the report.
 func Send(ctx context.Context, cfg SendConfig) (*Report, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -111,6 +114,10 @@ func Send(ctx context.Context, cfg SendConfig) (*Report, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
+	// stop ends the producer once every worker has given up, so a run
+	// against a dead target cannot block on a full job channel.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 
 	rec := newRecorder()
 	start := time.Now()
@@ -160,6 +167,7 @@ func Send(ctx context.Context, cfg SendConfig) (*Report, error) {
 	workersDone := make(chan struct{})
 	go func() {
 		wg.Wait()
+		stop()
 		close(workersDone)
 	}()
 	if cfg.Progress != nil {
@@ -258,7 +266,9 @@ func (wk *worker) run(ctx context.Context, jobs <-chan job, connected *atomic.Ui
 
 		// Connect (or reconnect after an I/O error) before the message.
 		// The job keeps its intended time, so in an open loop the time
-		// spent reconnecting counts as latency.
+		// spent reconnecting counts as latency. A worker that cannot
+		// connect for cfg.Timeout gives up, counting the message failed.
+		var failingSince time.Time
 		for c == nil {
 			var err error
 			c, err = dialClient(wk.cfg.Target, wk.cfg.Timeout, wk.cfg.Pipelining, 64<<10)
@@ -268,6 +278,13 @@ func (wk *worker) run(ctx context.Context, jobs <-chan job, connected *atomic.Ui
 			}
 			wk.rec.recordConnectError(err)
 			lastConnErr.Store(&err)
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if time.Since(failingSince) >= wk.cfg.Timeout {
+				wk.rec.recordFailed(err, nil)
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
