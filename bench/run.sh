@@ -35,6 +35,13 @@ SMALL_MESSAGES=${BENCH_SMALL_MESSAGES:-10000}
 IDLE=${BENCH_IDLE:-10000}
 export PF_PROCESS_LIMIT=${PF_PROCESS_LIMIT:-1000}
 
+# The idle scenario needs BENCH_IDLE descriptors in both smta and the
+# client, which the default soft limit (often 1024) does not allow.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < IDLE + 1000)); then
+	echo "bench: open file limit $(ulimit -n) is below BENCH_IDLE=$IDLE + 1000; the idle scenario may fail" >&2
+fi
+
 echo "# smta versus Postfix"
 echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
