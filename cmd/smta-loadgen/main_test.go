@@ -54,9 +54,9 @@ func TestSendRejectsBadFlags(t *testing.T) {
 	}
 }
 
-// quietSink starts a library sink; the commands are tested one at a time
-// because urfave/cli apps share global flags (the help flag) and must not
-// run concurrently in one process.
+// quietSink starts a library sink without log output. Tests pair one
+// command with the library, never two commands: urfave/cli apps share the
+// global help flag, so two of them running at once in one process race.
 func quietSink(t *testing.T) *loadgen.Sink {
 	t.Helper()
 	sink, err := loadgen.StartSink(loadgen.SinkConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
