@@ -240,12 +240,11 @@ func rotatedRecords(t *testing.T, dir string) ([]Record, []string) {
 func TestRotateBySize(t *testing.T) {
 	const total = 300
 	dir := t.TempDir()
+	// The default file rotates every ~2 KB.
 	l := openTestLogger(t, Options{
 		Dir:   dir,
-		Files: nil,
+		Files: []FileOptions{{Path: filepath.Join(dir, DefaultFileName), MaxSize: 2000}},
 	})
-	// Replace the default file's policy: rotate every ~2 KB.
-	l.files[0].maxSize = 2000
 	for i := range total {
 		l.Log(numbered(TypeDelivered, 0, i))
 		if i%20 == 0 {
@@ -317,12 +316,13 @@ func TestRotateKeepAndCompress(t *testing.T) {
 
 func TestRotateByInterval(t *testing.T) {
 	dir := t.TempDir()
+	// Options for the default file's path set the default file's rotation,
+	// so the writer goroutine sees the interval from the start.
 	l := openTestLogger(t, Options{
 		Dir:          dir,
 		SyncInterval: 10 * time.Millisecond,
-		Files:        nil,
+		Files:        []FileOptions{{Path: filepath.Join(dir, DefaultFileName), RotateInterval: 50 * time.Millisecond}},
 	})
-	l.files[0].rotateInterval = 50 * time.Millisecond
 
 	l.Log(numbered(TypeDelivered, 0, 0))
 	waitFor(t, "rotation by time", func() bool { return l.Stats().Rotations >= 1 })
