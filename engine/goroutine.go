@@ -27,9 +27,9 @@ import (
 func init() { modes["goroutine"] = newGoroutineServer }
 
 const (
-	// goroutineBufSize is the read buffer per connection. It must hold at
-	// least one command line (smtp limits them well below this) and at least
-	// five bytes of DATA, the longest unconsumed tail Feed may leave.
+	// goroutineBufSize is the read buffer per connection. It must hold a
+	// whole command line (smtp.MaxCommandLine) plus the short unconsumed
+	// tail Feed may leave in DATA.
 	goroutineBufSize = 16 << 10
 
 	// shutdownPoll is how often a session that is finishing its transaction

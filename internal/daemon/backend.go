@@ -38,8 +38,9 @@ func (b *backend) Failure(c *engine.ConnInfo, failures []smtp.Failure, dropped i
 			Command:   f.Command,
 			Reply:     engine.FormatReplyLine(f.Reply),
 		})
-		// A rejected envelope command or message is an accounting event:
-		// the client was told no, and billing and debugging want to see it.
+		// A rejected envelope command or message is an accounting event,
+		// because operators reconcile what applications sent against what
+		// smta accepted.
 		switch f.Command {
 		case "MAIL", "RCPT", "DATA":
 			b.d.acct.Log(&acct.Record{
