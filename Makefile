@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 CONFIG   ?=
 
-.PHONY: help build run test lint bench perf-check package clean
+.PHONY: help build run test lint bench bench-modes perf-check package clean
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,9 @@ lint: ## go vet and gofmt check
 
 bench: build ## microbenchmarks and the smta-versus-Postfix scenarios
 	bash bench/run.sh
+
+bench-modes: build ## the goroutine, epoll and io_uring inbound modes compared (BENCH_SYSCALLS=1, BENCH_MAX_IDLE=N)
+	bash bench/modes.sh
 
 perf-check: build ## short relay scenarios; fails below the committed smta/Postfix ratio floor
 	bash bench/perf-check.sh

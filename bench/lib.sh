@@ -144,14 +144,18 @@ bench_start_postfix() {
 	fi
 }
 
-# bench_start_smta PORT RELAYPORT writes a config for this run and starts
-# bin/smta; it sets SMTA_PID and SMTA_DIR.
+# bench_start_smta PORT RELAYPORT [EXTRA] writes a config for this run and
+# starts bin/smta; it sets SMTA_PID and SMTA_DIR. EXTRA, when given, is
+# appended to the config, for example "inbound-mode epoll".
 bench_start_smta() {
-	local port=$1 relayport=$2
+	local port=$1 relayport=$2 extra=${3:-}
 	SMTA_DIR=$(mktemp -d "$BENCH_TMP/smta.XXXXXX")
 	mkdir -p "$SMTA_DIR/spool" "$SMTA_DIR/log"
 	sed -e "s|@PORT@|$port|g" -e "s|@RELAYPORT@|$relayport|g" -e "s|@DIR@|$SMTA_DIR|g" \
 		"$BENCH_ROOT/bench/smta-bench.conf" >"$SMTA_DIR/smta.conf"
+	if [[ -n $extra ]]; then
+		printf '%s\n' "$extra" >>"$SMTA_DIR/smta.conf"
+	fi
 	if ! "$SMTA" check-config --config "$SMTA_DIR/smta.conf" >"$SMTA_DIR/check.log" 2>&1; then
 		echo "bench: bench/smta-bench.conf is not a valid smta configuration:" >&2
 		cat "$SMTA_DIR/check.log" >&2
