@@ -70,7 +70,7 @@ func (cfg *SendConfig) setDefaults() error {
 		return fmt.Errorf("loadgen: %d recipients per message is above the maximum of %d", cfg.Recipients, sinkMaxRecipients)
 	}
 	if len(cfg.Domains) == 0 {
-		cfg.Domains = []string{"example.com"}
+		cfg.Domains = []string{"sink.test"}
 	}
 	if cfg.From == "" {
 		cfg.From = "loadgen@example.org"

@@ -32,7 +32,7 @@ func sendCommand() *cli.Command {
 			&cli.StringFlag{Name: "size", Value: "10k", Usage: "message size in octets: 10240, 10k, or a log-uniform range such as 2k-100k"},
 			&cli.BoolFlag{Name: "pipelining", Usage: "send MAIL, RCPT and DATA in one write when the server offers PIPELINING"},
 			&cli.IntFlag{Name: "recipients", Value: 1, Usage: "recipients per message"},
-			&cli.StringFlag{Name: "domains", Value: "example.com", Usage: "comma-separated recipient domains, used in turn"},
+			&cli.StringFlag{Name: "domains", Value: "sink.test", Usage: "comma-separated recipient domains, used in turn; the default sink.test is routed to a local sink by the embedded configuration"},
 			&cli.StringFlag{Name: "from", Value: "loadgen@example.org", Usage: "envelope and header sender"},
 			&cli.DurationFlag{Name: "timeout", Value: loadgenDefaultTimeout, Usage: "timeout for each connect and each reply"},
 			&cli.StringFlag{Name: "json", Usage: "also write the report as JSON to `FILE`"},
