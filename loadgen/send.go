@@ -30,7 +30,7 @@ type SendConfig struct {
 
 	Pipelining bool     // use PIPELINING (RFC 2920) when the server offers it
 	Recipients int      // recipients per message; 0 means 1
-	Domains    []string // recipient domains, used in turn; nil means example.com
+	Domains    []string // recipient domains, used in turn; nil means sink.test
 	From       string   // envelope and header sender; "" means loadgen@example.org
 	Size       SizeSpec // zero means 10 KiB
 
