@@ -8,7 +8,7 @@ CONFIG   ?=
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build smta, smta-cli and smta-loadgen into bin/
+build: ## build smta and smta-loadgen into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 run: build ## build and run smta on the embedded default config (or CONFIG=FILE)

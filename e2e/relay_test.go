@@ -123,8 +123,14 @@ func TestRelayDeniedFromOtherSource(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the rejection record", func() bool { return countRecords(d.acctRecords(), "rj", "") == 1 })
 	for _, r := range d.acctRecords() {
-		if r["type"] == "rj" && r["reply"] != "RCPT: 550 5.7.1 Relaying denied" {
+		if r["type"] != "rj" {
+			continue
+		}
+		if r["reply"] != "RCPT: 550 5.7.1 Relaying denied" {
 			t.Errorf("rj reply = %q, want %q", r["reply"], "RCPT: 550 5.7.1 Relaying denied")
+		}
+		if r["orig"] != "alice@sender.test" || r["rcpt"] != "bob@example.com" {
+			t.Errorf("rj orig, rcpt = %q, %q; want alice@sender.test, bob@example.com", r["orig"], r["rcpt"])
 		}
 	}
 }

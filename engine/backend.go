@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	"smta/smtp"
@@ -38,6 +39,17 @@ type Backend interface {
 	// Disconnect reports the end of a session that passed Connect, with
 	// the number of messages it queued.
 	Disconnect(c *ConnInfo, messages int)
+}
+
+// sessionIDPrefix makes session ids unique across restarts: the process
+// start time in base 36, so that access-log and accounting lines of two runs
+// never share an id.
+var sessionIDPrefix = strconv.FormatInt(time.Now().Unix(), 36)
+
+// newSessionID returns the id of the n-th session of a mode; mode is one
+// letter ("g" for goroutine, "e" for the sharded modes).
+func newSessionID(mode string, n uint64) string {
+	return sessionIDPrefix + "-" + mode + strconv.FormatUint(n, 16)
 }
 
 // reportFailures passes the failures sess recorded since the last call to

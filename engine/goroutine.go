@@ -256,7 +256,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 func (s *goroutineServer) serve(c net.Conn) {
 	defer s.wg.Done()
 	gc := &goroutineConn{conn: c}
-	gc.info.SessionID = fmt.Sprintf("g%x", s.nextSession.Add(1))
+	gc.info.SessionID = newSessionID("g", s.nextSession.Add(1))
 	gc.info.Remote = addrPort(c.RemoteAddr())
 	gc.info.Local = addrPort(c.LocalAddr())
 	gc.info.Start = time.Now()

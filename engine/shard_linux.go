@@ -491,7 +491,7 @@ func (sh *shard) admit(fd int, remote netip.AddrPort, li int) {
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 
 	info := &ConnInfo{
-		SessionID: fmt.Sprintf("e%x", srv.nextSession.Add(1)),
+		SessionID: newSessionID("e", srv.nextSession.Add(1)),
 		Remote:    remote,
 		Local:     fromAddrString(srv.bound[li].String()),
 		Start:     time.Now(),

@@ -49,6 +49,7 @@ func (s *Session) cmdMail(arg []byte) Event {
 	if err != nil {
 		return s.reply(replyBadSender)
 	}
+	s.failFrom = p.addr
 	var params MailParams
 	if id := s.parseMailParams(rest, &params); id != replyNone {
 		return s.reply(id)
@@ -76,6 +77,7 @@ func (s *Session) cmdRcpt(arg []byte) Event {
 	if err != nil {
 		return s.reply(replyBadRecipient)
 	}
+	s.failRcpt = p.addr
 	var params RcptParams
 	if id := s.parseRcptParams(rest, &params); id != replyNone {
 		return s.reply(id)

@@ -104,6 +104,8 @@ type Session struct {
 
 	// Access-log bookkeeping, read by the driver between Feed calls.
 	command  string    // verb of the command being handled; "" before the first
+	failFrom string    // reverse-path of the command being handled, for Failure.From
+	failRcpt string    // forward-path of the RCPT being handled, for Failure.Rcpt
 	failures []Failure // failure replies not yet taken, at most maxFailures
 	dropped  int       // failures not recorded because failures was full
 	messages int       // messages answered with AcceptQueued
@@ -252,6 +254,8 @@ func (s *Session) dispatch(line []byte) Event {
 		return s.reply(replyUnknownCommand)
 	}
 	s.command = cmd.verb
+	s.failFrom = s.tx.From
+	s.failRcpt = ""
 	if deny := cmd.deny[s.state]; deny != replyNone {
 		return s.reply(deny)
 	}
@@ -528,6 +532,8 @@ const maxFailures = 32
 // Failure is one 4xx or 5xx reply the session sent, for access logs.
 type Failure struct {
 	Command string // verb of the failed command ("RCPT"; "UNKNOWN" for an unrecognized one), or "" for none
+	From    string // reverse-path of the transaction or of the failed MAIL; "" for none or the null sender
+	Rcpt    string // forward-path of a failed RCPT, when it parsed
 	Reply   Reply
 }
 
@@ -540,7 +546,7 @@ func (s *Session) noteFailure(r Reply) {
 		s.dropped++
 		return
 	}
-	s.failures = append(s.failures, Failure{Command: s.command, Reply: r})
+	s.failures = append(s.failures, Failure{Command: s.command, From: s.failFrom, Rcpt: s.failRcpt, Reply: r})
 }
 
 // TakeFailures appends the failure replies sent since the last call to dst

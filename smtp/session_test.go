@@ -359,12 +359,12 @@ func TestImplicitTLS(t *testing.T) {
 func TestTakeFailures(t *testing.T) {
 	s := NewSession(&Config{Hostname: "mx.test"})
 	s.Start()
-	in := []byte("EHLO client.test\r\nBOGUS\r\nRCPT TO:<a@b.test>\r\nMAIL FROM:<s@a.test>\r\n")
+	in := []byte("EHLO client.test\r\nBOGUS\r\nRCPT TO:<a@b.test>\r\nMAIL FROM:<s@a.test>\r\nMAIL FROM:<t@a.test>\r\nRCPT TO:<x@y.test> NOTIFY=BOGUS\r\n")
 	for len(in) > 0 {
 		n, ev := s.Feed(in)
 		in = in[n:]
 		if s.Pending() {
-			if ev.Kind == EventMail {
+			if ev.Kind == EventMail && s.Transaction().From == "s@a.test" {
 				s.Reject(Reply{Code: 550, Enhanced: "5.7.1", Text: "sender denied"})
 			} else {
 				s.Accept()
@@ -374,8 +374,9 @@ func TestTakeFailures(t *testing.T) {
 	got, dropped := s.TakeFailures(nil)
 	want := []Failure{
 		{Command: "UNKNOWN", Reply: Reply{Code: 500, Enhanced: "5.5.1"}},
-		{Command: "RCPT", Reply: Reply{Code: 503, Enhanced: "5.5.1"}},
-		{Command: "MAIL", Reply: Reply{Code: 550, Enhanced: "5.7.1"}},
+		{Command: "RCPT", Reply: Reply{Code: 503, Enhanced: "5.5.1"}}, // rejected by state before parsing
+		{Command: "MAIL", From: "s@a.test", Reply: Reply{Code: 550, Enhanced: "5.7.1"}},
+		{Command: "RCPT", From: "t@a.test", Rcpt: "x@y.test", Reply: Reply{Code: 501, Enhanced: "5.5.4"}},
 	}
 	if len(got) != len(want) || dropped != 0 {
 		t.Fatalf("TakeFailures = %+v, %d dropped; want %d failures, 0 dropped", got, dropped, len(want))
@@ -383,6 +384,9 @@ func TestTakeFailures(t *testing.T) {
 	for i := range want {
 		if got[i].Command != want[i].Command || got[i].Reply.Code != want[i].Reply.Code || got[i].Reply.Enhanced != want[i].Reply.Enhanced {
 			t.Errorf("failure %d = %+v, want command %s and %d %s", i, got[i], want[i].Command, want[i].Reply.Code, want[i].Reply.Enhanced)
+		}
+		if got[i].From != want[i].From || got[i].Rcpt != want[i].Rcpt {
+			t.Errorf("failure %d from, rcpt = %q, %q; want %q, %q", i, got[i].From, got[i].Rcpt, want[i].From, want[i].Rcpt)
 		}
 	}
 	if again, _ := s.TakeFailures(nil); len(again) != 0 {

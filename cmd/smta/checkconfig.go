@@ -17,7 +17,7 @@ func checkConfigCommand() *cli.Command {
 				return err
 			}
 			name := cfg.File
-			if name == "" {
+			if c.String("config") == "" {
 				name = "embedded default configuration"
 			}
 			fmt.Fprintf(c.App.Writer, "%s: ok\n", name)

@@ -23,7 +23,7 @@ func runCommand() *cli.Command {
 			configFlag,
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL` of the daemon log on stderr: debug, info, warn or error"},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go's pprof profiles on `ADDR` (for example 127.0.0.1:6060); keep it on loopback"},
-			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long sessions may finish their transaction after SIGTERM"},
+			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "`DURATION` sessions may take to finish their transaction after SIGTERM or SIGINT"},
 		},
 		Action: run,
 	}
@@ -36,6 +36,12 @@ func run(c *cli.Context) error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
+
+	// Catch signals before starting, so that a SIGTERM or SIGINT that
+	// arrives during recovery stops the daemon as soon as it is up instead
+	// of being lost.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 
 	cfg, err := loadConfig(c)
 	if err != nil {
@@ -51,8 +57,6 @@ func run(c *cli.Context) error {
 		return err
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			reload(c, d, logger)

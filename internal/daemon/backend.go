@@ -45,6 +45,8 @@ func (b *backend) Failure(c *engine.ConnInfo, failures []smtp.Failure, dropped i
 		case "MAIL", "RCPT", "DATA":
 			b.d.acct.Log(&acct.Record{
 				Type:      acct.TypeRejected,
+				Orig:      f.From,
+				Rcpt:      f.Rcpt,
 				SrcMta:    srcMta(c),
 				SessionID: c.SessionID,
 				Reply:     f.Command + ": " + engine.FormatReplyLine(f.Reply),
