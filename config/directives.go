@@ -222,6 +222,8 @@ func applyDirective[T any](p *parser, t *T, table map[string]directive[T], where
 	if !ok {
 		if places := allowedIn(n.name); places != "" {
 			p.errorf(n.line, n.name, "not allowed %s (allowed %s)", where, places)
+		} else if guess := closestName(n.name, table); guess != "" {
+			p.errorf(n.line, n.name, "unknown directive (did you mean %s?)", guess)
 		} else {
 			p.errorf(n.line, n.name, "unknown directive")
 		}
@@ -317,4 +319,39 @@ func setRecords(dst *[]string, n *node) error {
 	}
 	*dst = v
 	return nil
+}
+
+// closestName returns the directive in table within edit distance 2 of
+// name, for a "did you mean" hint, or "" when none is that close. Ties go
+// to the alphabetically first name so the message is stable.
+func closestName[T any](name string, table map[string]directive[T]) string {
+	best, bestDist := "", 3
+	for candidate := range table {
+		d := editDistance(name, candidate)
+		if d < bestDist || (d == bestDist && best != "" && candidate < best) {
+			best, bestDist = candidate, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -104,6 +104,8 @@ func TestDirectiveErrors(t *testing.T) {
 	}{
 		// Unknown, missing, extra, duplicate, wrong place.
 		{"bogus 1", `t.conf:1: bogus: unknown directive`},
+		{"max-mesage-size 10M", `t.conf:1: max-mesage-size: unknown directive (did you mean max-message-size?)`},
+		{"smtp-listner 127.0.0.1:25", `t.conf:1: smtp-listner: unknown directive (did you mean smtp-listener?)`},
 		{"\n\nspool-dir", `t.conf:3: spool-dir: missing value (want spool-dir PATH)`},
 		{"max-errors 1 2", `t.conf:1: max-errors: unexpected argument "2" (want max-errors N)`},
 		{"spool-dir /a\nspool-dir /b", `t.conf:2: spool-dir: duplicate directive (first at line 1)`},
