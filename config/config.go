@@ -74,6 +74,9 @@ type Config struct {
 
 	InboundMode    string // "epoll", "io_uring", "goroutine", or "" for the engine's choice
 	InboundWorkers int    // shards; 0 means one per CPU
+	// InboundCPUAffinity pins shard i's thread to CPU i modulo the CPU
+	// count (epoll and io_uring modes); default no.
+	InboundCPUAffinity bool
 
 	MaxConnections      int // concurrent inbound sessions; 0 means no limit
 	MaxConnectionsPerIP int // concurrent inbound sessions per client address; 0 means no limit

@@ -93,6 +93,9 @@ var globalDirectives = map[string]directive[Config]{
 	"inbound-workers": {usage: "N", min: 1, max: 1, set: func(c *Config, n *node) error {
 		return setCount(&c.InboundWorkers, n.args[0], 0, maxWorkers)
 	}},
+	"inbound-cpu-affinity": {usage: "yes|no", min: 1, max: 1, set: func(c *Config, n *node) error {
+		return setBool(&c.InboundCPUAffinity, n.args[0])
+	}},
 	"max-connections": {usage: "N", min: 1, max: 1, set: func(c *Config, n *node) error {
 		return setCount(&c.MaxConnections, n.args[0], 0, maxCount)
 	}},

@@ -50,6 +50,8 @@ func TestGlobalDirectives(t *testing.T) {
 		{"", func(c *Config) any { return c.InboundMode }, ""},
 		{"inbound-workers 0", func(c *Config) any { return c.InboundWorkers }, 0},
 		{"inbound-workers 8", func(c *Config) any { return c.InboundWorkers }, 8},
+		{"inbound-cpu-affinity yes", func(c *Config) any { return c.InboundCPUAffinity }, true},
+		{"inbound-cpu-affinity no", func(c *Config) any { return c.InboundCPUAffinity }, false},
 		{"max-connections 100000", func(c *Config) any { return c.MaxConnections }, 100000},
 		{"max-connections-per-ip 50", func(c *Config) any { return c.MaxConnectionsPerIP }, 50},
 		{"smtp-command-timeout 2m", func(c *Config) any { return c.SMTPCommandTimeout }, 2 * time.Minute},

@@ -258,7 +258,13 @@ func (sh *shard) stop(mode stopMode) {
 // run is the event loop. It returns once the shard has drained.
 func (sh *shard) run() {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if sh.srv.cfg.CPUAffinity {
+		// NB: the thread stays locked when run returns, so the runtime
+		// ends it instead of reusing a thread with a narrowed CPU set.
+		sh.pinToCPU()
+	} else {
+		defer runtime.UnlockOSThread()
+	}
 	defer close(sh.done)
 	sh.srv.log.Debug("shard started", "shard", sh.id, "mode", sh.srv.kind)
 
@@ -662,4 +668,20 @@ func (sh *shard) expire(e timerEntry) {
 	if c.fd >= 0 {
 		sh.closeConn(c)
 	}
+}
+
+// pinToCPU restricts the calling thread to CPU sh.id modulo the CPU count.
+// A failure (for example a cgroup that excludes that CPU) is logged and
+// the shard runs unpinned.
+//
+// REQUIRES: the caller is the shard thread, locked with LockOSThread.
+func (sh *shard) pinToCPU() {
+	var set unix.CPUSet
+	cpu := sh.id % runtime.NumCPU()
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		sh.srv.log.Warn("cpu affinity failed, shard runs unpinned", "shard", sh.id, "cpu", cpu, "error", err)
+		return
+	}
+	sh.srv.log.Debug("shard pinned", "shard", sh.id, "cpu", cpu)
 }

@@ -18,7 +18,9 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -898,4 +900,60 @@ func TestSessionReportsForAccessLog(t *testing.T) {
 			t.Errorf("reported session ends = %v, want one with 1 message", ends)
 		}
 	})
+}
+
+// TestShardCPUAffinity checks that with CPUAffinity each shard thread is
+// restricted to one CPU, and that the shards still serve mail.
+func TestShardCPUAffinity(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		cfg := testConfig(mode)
+		cfg.CPUAffinity = true
+		b := newMemBackend()
+		srv := startServer(t, cfg, b)
+		c := dial(t, srv)
+		c.expect(220)
+		c.cmd("EHLO client.test", 250)
+		c.transaction("a@example.com", "Subject: pinned\r\n\r\nbody\r\n")
+		c.cmd("QUIT", 221)
+
+		want := map[string]bool{}
+		for i := range cfg.Workers {
+			want[strconv.Itoa(i%runtime.NumCPU())] = true
+		}
+		pinned := pinnedThreadCPUs(t)
+		for cpu := range want {
+			if !pinned[cpu] {
+				t.Errorf("no thread pinned to CPU %s; pinned CPU lists: %v", cpu, pinned)
+			}
+		}
+	})
+}
+
+// pinnedThreadCPUs returns the Cpus_allowed_list of every thread of this
+// process that may run on exactly one CPU.
+func pinnedThreadCPUs(t *testing.T) map[string]bool {
+	t.Helper()
+	if runtime.NumCPU() == 1 {
+		t.Fatal("CPU affinity cannot be told apart on a single-CPU machine")
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, task := range tasks {
+		data, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+				v = strings.TrimSpace(v)
+				if !strings.ContainsAny(v, ",-") {
+					out[v] = true
+				}
+			}
+		}
+	}
+	return out
 }

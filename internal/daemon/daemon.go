@@ -235,8 +235,9 @@ func routeAddr(r config.Route) string {
 
 func engineConfig(cfg *config.Config, logger *slog.Logger) (engine.Config, error) {
 	ec := engine.Config{
-		Mode:    cfg.InboundMode,
-		Workers: cfg.InboundWorkers,
+		Mode:        cfg.InboundMode,
+		Workers:     cfg.InboundWorkers,
+		CPUAffinity: cfg.InboundCPUAffinity,
 		Session: smtp.Config{
 			Hostname:       cfg.HostName,
 			MaxMessageSize: cfg.MaxMessageSize,
