@@ -21,7 +21,6 @@ type Listener struct {
 type Timeouts struct {
 	Command time.Duration // waiting for a command line; 0 means 5m
 	Data    time.Duration // waiting for the next DATA block; 0 means 3m
-	Idle    time.Duration // whole session without progress; 0 means Command
 }
 
 // Config configures an inbound Server. Immutable once passed to New.
