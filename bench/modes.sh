@@ -30,7 +30,8 @@
 #
 # Environment: BENCH_RUNS (3), BENCH_MESSAGES (5000), BENCH_SMALL_MESSAGES
 # (10000), BENCH_IDLE (10000), BENCH_SCENARIOS ("1 3 4"), BENCH_MODES
-# ("goroutine epoll io_uring"), SYSCALL_MESSAGES (2000).
+# ("goroutine epoll io_uring"), SYSCALL_MESSAGES (2000), BENCH_IDLE_PER_CLIENT
+# (25000: sessions per smta-loadgen idle process in the BENCH_MAX_IDLE step).
 #
 # Every process started here is stopped by PID from the EXIT trap, and the
 # temporary directory is removed. All traffic stays on 127.0.0.0/8.
@@ -347,7 +348,7 @@ if [[ -n ${BENCH_MAX_IDLE:-} ]]; then
 	echo
 	if ((n < want_n)); then
 		echo "Requested $want_n; capped at $n because the open file limit is $NOFILE"
-		echo "(hard limit $(ulimit -Hn)) and smta holds one descriptor per session."
+		echo "(hard limit $(ulimit -Hn)) and smta uses one descriptor per session."
 		echo
 	fi
 	[[ -n ${PID[epoll]:-} ]] && stop_mode epoll
@@ -361,7 +362,11 @@ if [[ -n ${BENCH_MAX_IDLE:-} ]]; then
 	PID[epoll]=$SMTA_PID
 	sleep 2
 	targets=()
-	per_client=$(((NOFILE - 200) < 25000 ? NOFILE - 200 : 25000))
+	# One client process per 25,000 sessions (BENCH_IDLE_PER_CLIENT), each
+	# to the next listener address: the default ip_local_port_range gives
+	# 28,232 ports per source and destination address pair.
+	per_client=${BENCH_IDLE_PER_CLIENT:-25000}
+	per_client=$(((NOFILE - 200) < per_client ? NOFILE - 200 : per_client))
 	clients=$(((n + per_client - 1) / per_client))
 	for ((i = 0; i < clients; i++)); do
 		targets+=("127.0.0.$((i % 4 + 1)):$port")
