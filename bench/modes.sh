@@ -217,6 +217,7 @@ idle_open() {
 	shift 3
 	local targets=("$@") per=$(((n + $# - 1) / $#)) i pids=() outs=()
 	BEFORE=$(bench_pss_kib "$pid")
+
 	for ((i = 0; i < ${#targets[@]}; i++)); do
 		local count=$((n - i * per < per ? n - i * per : per))
 		local out=$BENCH_TMP/idle.$i.out
@@ -227,6 +228,7 @@ idle_open() {
 		BENCH_PIDS+=("$!")
 		outs+=("$out")
 	done
+
 	local deadline=$((SECONDS + 240)) out
 	for ((i = 0; i < ${#outs[@]}; i++)); do
 		until grep -q '^open' "${outs[$i]}"; do
@@ -239,6 +241,7 @@ idle_open() {
 			sleep 0.2
 		done
 	done
+
 	sleep 1 # let smta settle after the last EHLO reply
 	AFTER=$(bench_pss_kib "$pid")
 	OPEN=0
@@ -259,8 +262,8 @@ if want 4; then
 	: >"$IDLE_LOG"
 	for ((r = 1; r <= RUNS; r++)); do
 		for mode in $(round_order "$r"); do
-			# A fresh smta per measurement, because heap the Go runtime
-			# kept from earlier sessions would absorb new ones.
+			# A fresh smta per measurement, because heap that the Go
+			# runtime kept from earlier sessions would absorb new ones.
 			[[ -n ${PID[$mode]:-} ]] && stop_mode "$mode"
 			start_mode "$mode" || continue
 			sleep 2 # let it finish starting before the baseline is read
@@ -341,7 +344,7 @@ fi
 # --- Many idle connections -------------------------------------------------
 if [[ -n ${BENCH_MAX_IDLE:-} ]]; then
 	want_n=$BENCH_MAX_IDLE
-	# smta needs one descriptor per session plus about 200 of its own
+	# smta needs one descriptor per session plus an estimated 200 of its own
 	# (listeners, spool segments, Pebble, logs, epoll instances).
 	n=$((want_n < NOFILE - 500 ? want_n : NOFILE - 500))
 	echo "## Many idle connections, epoll mode"
@@ -354,8 +357,8 @@ if [[ -n ${BENCH_MAX_IDLE:-} ]]; then
 	[[ -n ${PID[epoll]:-} ]] && stop_mode epoll
 	listeners=$'smtp-listener 127.0.0.2:@P@\nsmtp-listener 127.0.0.3:@P@\nsmtp-listener 127.0.0.4:@P@'
 	port=$(bench_free_port)
-	# start_mode picks its own port, so the extra listeners reuse it via
-	# a second start with a fixed port.
+	# Started without start_mode, which picks the port itself, because
+	# the extra listeners need the port in the config.
 	PORT[epoll]=$port
 	SINK[epoll]=$(bench_free_port)
 	bench_start_smta "$port" "${SINK[epoll]}" "inbound-mode epoll"$'\n'"${listeners//@P@/$port}"
@@ -372,7 +375,9 @@ if [[ -n ${BENCH_MAX_IDLE:-} ]]; then
 		targets+=("127.0.0.$((i % 4 + 1)):$port")
 	done
 	bench_log "opening $n idle sessions over ${#targets[@]} client processes"
-	if idle_open "${PID[epoll]}" "$n" 5s "${targets[@]}"; then
+	# The clients open their sessions in parallel, and each holds them for
+	# 30 s after its own last one opened, which leaves time for the slowest.
+	if idle_open "${PID[epoll]}" "$n" 30s "${targets[@]}"; then
 		echo "| sessions open | PSS before, KiB | PSS open, KiB | KiB per session |"
 		echo "|---|---|---|---|"
 		echo "| $OPEN of $n | $BEFORE | $AFTER | $(per_session "$OPEN" "$BEFORE" "$AFTER") |"
