@@ -31,6 +31,9 @@ type receiver struct {
 	// closes the connection.
 	noGreeting atomic.Bool
 	stallData  atomic.Bool
+	// closeAfterData makes the receiver close the connection right after
+	// its reply to the final dot, like a server that times out idle clients.
+	closeAfterData atomic.Bool
 
 	// tlsConfig, when set, makes the receiver offer STARTTLS (RFC 3207).
 	tlsConfig atomic.Pointer[tls.Config]
@@ -253,6 +256,9 @@ func (r *receiver) serve(c net.Conn, n int) {
 				return
 			}
 			ok = write("250 2.0.0 queued")
+			if r.closeAfterData.Load() {
+				return
+			}
 		case "QUIT":
 			leave()
 			write("221 2.0.0 bye")

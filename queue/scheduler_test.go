@@ -870,3 +870,28 @@ func TestIdleConnectionCarriesLaterMessage(t *testing.T) {
 		t.Errorf("receiver connections = %d, want 1", n)
 	}
 }
+
+// TestIdleConnectionClosedByServer checks that a connection the next hop
+// closed while it sat idle is replaced before the next message, so the
+// message is delivered at once instead of being deferred.
+func TestIdleConnectionClosedByServer(t *testing.T) {
+	rx := startReceiver(t)
+	rx.closeAfterData.Store(true)
+	h := newHarness(t, t.TempDir(), Options{
+		Policy: routes(Policy{RetryAfter: time.Hour}, map[string]string{"one.test": rx.addr()}),
+	})
+	h.s.Start()
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("a@one.test")}, testBody)
+	waitFor(t, "first delivery", func() bool { return len(rx.messages()) == 1 })
+	h.submit(&spool.Envelope{From: "s@sender.test", Rcpts: rcpts("b@one.test")}, testBody)
+	waitFor(t, "second delivery", func() bool { return len(rx.messages()) == 2 })
+
+	for _, r := range h.records() {
+		if r.Type != acct.TypeDelivered {
+			t.Errorf("record %s for %s (%s), want only d records", r.Type, r.Rcpt, r.DSNDiag)
+		}
+	}
+	if n := rx.connections(); n != 2 {
+		t.Errorf("receiver connections = %d, want 2", n)
+	}
+}

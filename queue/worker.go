@@ -88,7 +88,26 @@ func (s *Scheduler) runWorker(q *queue) {
 	it := first
 	sent := 0
 	for it != nil {
-		ok := s.deliver(q, pol, c, h, it)
+		ok, stale := s.deliver(q, pol, c, h, it, sent > 0)
+		if stale {
+			// The next hop closed the connection while it sat idle
+			// (servers time idle clients out). A new connection gets the
+			// message instead of a deferral.
+			s.log.Debug("reused connection lost, reconnecting", "queue", q.name, "msg", it.msg.m.Env.ID)
+			c.Close()
+			var err error
+			c, h, err = s.connect(q, pol)
+			if err != nil {
+				s.mu.Lock()
+				q.conns--
+				s.mu.Unlock()
+				s.connectFailed(q, pol, it, err)
+				s.exitWorker(q, false)
+				return
+			}
+			sent = 0
+			ok, _ = s.deliver(q, pol, c, h, it, false)
+		}
 		sent++
 		if !ok || (pol.MaxMsgPerConn > 0 && sent >= pol.MaxMsgPerConn) {
 			break
@@ -309,13 +328,17 @@ func sameResults(r delivery.Result, n int) []delivery.Result {
 
 // deliver runs one transaction for it on c and finishes the attempt. It
 // returns false when the connection is no longer usable.
-func (s *Scheduler) deliver(q *queue, pol Policy, c *delivery.Conn, h hop, it *item) bool {
+//
+// When reused is set (c already carried a transaction) and c turns out to
+// be closed by the peer before any reply, deliver records nothing and
+// reports stale, so the caller can retry on a new connection.
+func (s *Scheduler) deliver(q *queue, pol Policy, c *delivery.Conn, h hop, it *item, reused bool) (ok, stale bool) {
 	env := &it.msg.m.Env
 	body, err := s.sp.Body(it.msg.m)
 	if err != nil {
 		s.log.Error("reading message body failed", "queue", q.name, "msg", env.ID, "err", err)
 		s.finish(q, pol, h, it, sameResults(replyLocal, len(it.rcpts)))
-		return true // no transaction was started, so the connection is idle
+		return true, false // no transaction was started, so the connection is idle
 	}
 	if cl, ok := body.(io.Closer); ok {
 		defer cl.Close()
@@ -345,10 +368,29 @@ func (s *Scheduler) deliver(q *queue, pol Policy, c *delivery.Conn, h hop, it *i
 	if err != nil && s.ctx.Err() != nil {
 		// Stop aborted the transaction: the outcome is unknown, so the
 		// recipients stay pending and are sent again after restart.
-		return false
+		return false, false
+	}
+	if err != nil && reused && closedBeforeReply(results, err) {
+		return false, true
 	}
 	s.finish(q, pol, h, it, normalizeResults(results, err, len(it.rcpts)))
-	return err == nil
+	return err == nil, false
+}
+
+// closedBeforeReply reports whether a Send failed because the connection
+// was gone, not because the server replied 421: every result is then the
+// client's own 4.4.2 stand-in.
+func closedBeforeReply(results []delivery.Result, err error) bool {
+	var re *delivery.ReplyError
+	if errors.As(err, &re) {
+		return false
+	}
+	for _, r := range results {
+		if r.Code != 0 && r.Enhanced != "4.4.2" {
+			return false
+		}
+	}
+	return true
 }
 
 // normalizeResults returns exactly n results. When the transaction failed
