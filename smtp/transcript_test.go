@@ -1,190 +1,46 @@
 package smtp
 
-// Transcript tests replay SMTP dialogues stored in testdata/*.txt.
+// Transcript tests replay the SMTP dialogues in testdata/*.txt; the file
+// format is documented in package smta/internal/smtptest, which parses
+// them for these tests and for the socket tests of package engine.
 //
-// # Format
-//
-// One directive per line; blank lines and lines starting with "#" are
-// ignored. The first directive may be a config line:
-//
-//	config: maxsize=1000 maxrcpts=2 maxerrors=3 starttls
-//
-// (host name is always "mx.test"). Then, in dialogue order:
-//
-//	C: EHLO client.test      client bytes: the text plus CRLF
-//	R: "DATA\n" "x"*998      client bytes: Go-quoted strings, each
-//	                         optionally repeated with *N, nothing added
-//	S: 250 2.1.0 Ok          one expected server reply line (without CRLF)
-//	S: @ehlo                 any multi-line 250 reply (the EHLO reply)
-//	E: rcpt <a@b.test>       one expected event, formatted by formatEvent
-//	D: reject 550 5.7.1 No   decision for the preceding E: "accept",
-//	                         "reject" (zero Reply), "reject CODE ENH TEXT"
-//	                         or "queued ID"; default "accept", and
-//	                         "queued qN" for the Nth data-end
-//	B: "hello\r\n"           expected body bytes (wire form, same syntax
-//	                         as R) of the next data-end, concatenated
-//	A: tls                   segment boundary: the STARTTLS handshake
-//	                         (the driver discards its unconsumed bytes)
-//	A: timeout | shutdown    segment boundary, then Timeout or Shutdown
-//
-// The client bytes of a segment are one stream: lines written apart in
-// the file are still fed together, so every transcript also exercises
-// pipelining. Expected replies (S) and events (E) are compared as two
-// ordered lists over the whole run; their interleaving in the file is for
-// the reader.
-//
-// Every transcript runs three times: fed whole, byte by byte, and in
-// chunks of random length (fixed seed). All three runs must match the
-// expectations, so they also produce identical output.
+// Every transcript runs four times: fed whole, byte by byte, and in two
+// sequences of chunks of random length (fixed seeds). All runs must match
+// the expectations, so they also produce identical output.
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"smta/internal/smtptest"
 )
 
+// transcript is a parsed transcript with its session configuration.
 type transcript struct {
-	name      string
-	cfg       Config
-	segments  []segment
-	replies   []string // expected output lines
-	events    []string // expected events
-	decisions map[int]string
-	bodies    map[int][]byte // expected body by data-end ordinal (1-based)
-}
-
-// segment is the client input up to one boundary action.
-type segment struct {
-	input  []byte
-	action string // "", "tls", "timeout" or "shutdown": what follows the segment
+	*smtptest.Transcript
+	cfg Config
 }
 
 func parseTranscript(t *testing.T, file string) *transcript {
 	t.Helper()
-	f, err := os.Open(file)
+	tr, err := smtptest.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-
-	tr := &transcript{
-		name:      filepath.Base(file),
-		cfg:       Config{Hostname: "mx.test"},
-		decisions: map[int]string{},
-		bodies:    map[int][]byte{},
+	return &transcript{
+		Transcript: tr,
+		cfg: Config{
+			Hostname:       smtptest.Hostname,
+			MaxMessageSize: tr.Config.MaxMessageSize,
+			MaxRecipients:  tr.Config.MaxRecipients,
+			MaxErrors:      tr.Config.MaxErrors,
+			StartTLS:       tr.Config.StartTLS,
+		},
 	}
-	cur := segment{}
-	dataEnds := 0
-	var pendingBody []byte
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	lineNo := 0
-	for sc.Scan() {
-		lineNo++
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		kind, rest, ok := strings.Cut(line, ": ")
-		if !ok {
-			kind, rest, ok = strings.Cut(line, ":")
-			if !ok || rest != "" {
-				t.Fatalf("%s:%d: missing directive: %q", file, lineNo, line)
-			}
-		}
-		switch kind {
-		case "config":
-			parseConfig(t, &tr.cfg, rest)
-		case "C":
-			cur.input = append(cur.input, rest+"\r\n"...)
-		case "R":
-			cur.input = append(cur.input, parseQuoted(t, file, lineNo, rest)...)
-		case "S":
-			tr.replies = append(tr.replies, rest)
-		case "E":
-			tr.events = append(tr.events, rest)
-			if rest == "data-end" {
-				dataEnds++
-				if pendingBody != nil {
-					tr.bodies[dataEnds] = pendingBody
-					pendingBody = nil
-				}
-			}
-		case "D":
-			tr.decisions[len(tr.events)-1] = rest
-		case "B":
-			pendingBody = append(pendingBody, parseQuoted(t, file, lineNo, rest)...)
-			if pendingBody == nil {
-				pendingBody = []byte{}
-			}
-		case "A":
-			cur.action = rest
-			tr.segments = append(tr.segments, cur)
-			cur = segment{}
-		default:
-			t.Fatalf("%s:%d: unknown directive %q", file, lineNo, kind)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	tr.segments = append(tr.segments, cur)
-	return tr
-}
-
-func parseConfig(t *testing.T, cfg *Config, s string) {
-	t.Helper()
-	for _, f := range strings.Fields(s) {
-		key, value, _ := strings.Cut(f, "=")
-		n, _ := strconv.Atoi(value)
-		switch key {
-		case "maxsize":
-			cfg.MaxMessageSize = int64(n)
-		case "maxrcpts":
-			cfg.MaxRecipients = n
-		case "maxerrors":
-			cfg.MaxErrors = n
-		case "starttls":
-			cfg.StartTLS = true
-		default:
-			t.Fatalf("unknown config key %q", key)
-		}
-	}
-}
-
-// parseQuoted decodes a sequence of Go-quoted strings, each optionally
-// followed by *N to repeat it.
-func parseQuoted(t *testing.T, file string, lineNo int, s string) []byte {
-	t.Helper()
-	var out []byte
-	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
-		q, err := strconv.QuotedPrefix(s)
-		if err != nil {
-			t.Fatalf("%s:%d: bad quoted string %q: %v", file, lineNo, s, err)
-		}
-		text, _ := strconv.Unquote(q)
-		s = s[len(q):]
-		repeat := 1
-		if strings.HasPrefix(s, "*") {
-			end := 1
-			for end < len(s) && s[end] >= '0' && s[end] <= '9' {
-				end++
-			}
-			repeat, err = strconv.Atoi(s[1:end])
-			if err != nil {
-				t.Fatalf("%s:%d: bad repeat count in %q", file, lineNo, s)
-			}
-			s = s[end:]
-		}
-		out = append(out, strings.Repeat(text, repeat)...)
-	}
-	return out
 }
 
 // formatEvent renders an event the way E lines spell it.
@@ -277,30 +133,30 @@ func runTranscript(t *testing.T, tr *transcript, split chunker) result {
 	}
 
 	closed := false
-	for _, seg := range tr.segments {
+	for _, seg := range tr.Segments {
 		if closed {
 			break
 		}
-		pieces := split(seg.input)
+		pieces := split(seg.Input)
 		var buf []byte
 		steps := 0
 	feed:
 		for {
 			steps++
-			if steps > 4*len(seg.input)+100 {
-				t.Fatalf("%s: Feed does not progress (buffer %q)", tr.name, buf)
+			if steps > 4*len(seg.Input)+100 {
+				t.Fatalf("%s: Feed does not progress (buffer %q)", tr.Name, buf)
 			}
 			inData := s.InData()
 			n, ev := s.Feed(buf)
 			if n < 0 || n > len(buf) {
-				t.Fatalf("%s: Feed(%q) consumed %d", tr.name, buf, n)
+				t.Fatalf("%s: Feed(%q) consumed %d", tr.Name, buf, n)
 			}
 			if n == 0 && ev.Kind == EventNone {
-				checkStall(t, tr.name, inData, buf)
+				checkStall(t, tr.Name, inData, buf)
 			}
 			if ev.Kind == EventBody {
 				if !bytes.Equal(ev.Body, buf[:n]) {
-					t.Fatalf("%s: body %q is not the consumed prefix of %q", tr.name, ev.Body, buf)
+					t.Fatalf("%s: body %q is not the consumed prefix of %q", tr.Name, ev.Body, buf)
 				}
 				body = append(body, ev.Body...)
 			}
@@ -329,7 +185,7 @@ func runTranscript(t *testing.T, tr *transcript, split chunker) result {
 				dataEnds++
 				res.bodies[dataEnds] = append([]byte{}, body...)
 				body = body[:0]
-				d, ok := tr.decisions[len(res.events)-1]
+				d, ok := tr.Decisions[len(res.events)-1]
 				if !ok {
 					d = fmt.Sprintf("queued q%d", dataEnds)
 				}
@@ -349,7 +205,7 @@ func runTranscript(t *testing.T, tr *transcript, split chunker) result {
 			}
 		}
 
-		switch seg.action {
+		switch seg.Action {
 		case "timeout":
 			s.Timeout()
 		case "shutdown":
@@ -378,88 +234,29 @@ func checkStall(t *testing.T, name string, inData bool, buf []byte) {
 
 func decide(t *testing.T, tr *transcript, s *Session, eventIndex int) {
 	t.Helper()
-	d, ok := tr.decisions[eventIndex]
-	if !ok {
-		d = "accept"
-	}
-	applyDecision(t, s, d)
+	applyDecision(t, s, tr.DefaultDecision(eventIndex))
 }
 
 func applyDecision(t *testing.T, s *Session, d string) {
 	t.Helper()
-	verb, rest, _ := strings.Cut(d, " ")
-	switch verb {
-	case "accept":
-		s.Accept()
-	case "queued":
-		s.AcceptQueued(rest)
-	case "reject":
-		if rest == "" {
-			s.Reject(Reply{})
-			return
-		}
-		f := strings.SplitN(rest, " ", 3)
-		if len(f) < 3 {
-			t.Fatalf("bad decision %q: want reject CODE ENHANCED TEXT", d)
-		}
-		code, err := strconv.Atoi(f[0])
-		if err != nil {
-			t.Fatalf("bad decision %q: %v", d, err)
-		}
-		s.Reject(Reply{Code: code, Enhanced: f[1], Text: f[2]})
-	default:
-		t.Fatalf("unknown decision %q", d)
-	}
-}
-
-// matchReplies compares output lines with expected S lines; "@ehlo"
-// matches any multi-line 250 reply.
-func matchReplies(output []byte, want []string) error {
-	text := string(output)
-	if text != "" && !strings.HasSuffix(text, "\r\n") {
-		return fmt.Errorf("output %q does not end with CRLF", text)
-	}
-	got := strings.Split(strings.TrimSuffix(text, "\r\n"), "\r\n")
-	if text == "" {
-		got = nil
-	}
-	i := 0
-	for k, w := range want {
-		if w == "@ehlo" {
-			for i < len(got) && strings.HasPrefix(got[i], "250-") {
-				i++
-			}
-			if i >= len(got) || !strings.HasPrefix(got[i], "250 ") {
-				return fmt.Errorf("reply %d: got %q, want the end of an EHLO reply", k, lineAt(got, i))
-			}
-			i++
-			continue
-		}
-		if i >= len(got) || got[i] != w {
-			return fmt.Errorf("reply %d: got %q, want %q\nwhole output:\n%s", k, lineAt(got, i), w, text)
-		}
-		i++
-	}
-	if i < len(got) {
-		return fmt.Errorf("unexpected extra replies %q\nwhole output:\n%s", got[i:], text)
-	}
-	return nil
-}
-
-func lineAt(lines []string, i int) string {
-	if i < len(lines) {
-		return lines[i]
-	}
-	return "<end of output>"
-}
-
-func TestTranscripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
+	dec, err := smtptest.ParseDecision(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) == 0 {
-		t.Fatal("no transcripts in testdata")
+	switch dec.Verb {
+	case "accept":
+		s.Accept()
+	case "queued":
+		s.AcceptQueued(dec.ID)
+	case "reject":
+		s.Reject(Reply{Code: dec.Code, Enhanced: dec.Enhanced, Text: dec.Text})
+	}
+}
+
+func TestTranscripts(t *testing.T) {
+	files, err := smtptest.Glob("testdata")
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
@@ -476,13 +273,13 @@ func TestTranscripts(t *testing.T) {
 			var first result
 			for i, m := range modes {
 				res := runTranscript(t, tr, m.split)
-				if err := matchReplies(res.output, tr.replies); err != nil {
+				if err := smtptest.MatchReplies(res.output, tr.Replies); err != nil {
 					t.Errorf("fed %s: %v", m.name, err)
 				}
-				if got, want := strings.Join(res.events, "\n"), strings.Join(tr.events, "\n"); got != want {
+				if got, want := strings.Join(res.events, "\n"), strings.Join(tr.Events, "\n"); got != want {
 					t.Errorf("fed %s: events:\n%s\nwant:\n%s", m.name, got, want)
 				}
-				for k, want := range tr.bodies {
+				for k, want := range tr.Bodies {
 					if got := res.bodies[k]; !bytes.Equal(got, want) {
 						t.Errorf("fed %s: body of message %d = %q, want %q", m.name, k, got, want)
 					}
