@@ -13,7 +13,7 @@ import (
 )
 
 // webhookSink is an HTTP receiver on loopback for accounting batches. It
-// answers 503 while failing is set and records every accepted record.
+// replies 503 while failing is set and stores every record it accepts.
 type webhookSink struct {
 	failing  atomic.Bool
 	requests atomic.Int32

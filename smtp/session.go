@@ -108,7 +108,7 @@ type Session struct {
 	failRcpt string    // forward-path of the RCPT being handled, for Failure.Rcpt
 	failures []Failure // failure replies not yet taken, at most maxFailures
 	dropped  int       // failures not recorded because failures was full
-	messages int       // messages answered with AcceptQueued
+	messages int       // messages accepted with AcceptQueued
 
 	// Output: bytes out[outStart:] are waiting to be written.
 	out      []byte
@@ -550,7 +550,7 @@ func (s *Session) noteFailure(r Reply) {
 }
 
 // TakeFailures appends the failure replies sent since the last call to dst
-// and forgets them. It returns dst and the number of failures that were not
+// and clears them from the session. It returns dst and the number of failures that were not
 // recorded because more than maxFailures arrived between two calls. It does
 // not allocate when there were no failures.
 func (s *Session) TakeFailures(dst []Failure) ([]Failure, int) {
