@@ -307,6 +307,13 @@ func (s *goroutineServer) run(gc *goroutineConn) error {
 		reportFailures(s.b, &gc.info, sess, &gc.failures)
 		switch ev.Kind {
 		case smtp.EventNone:
+			if n > 0 {
+				// Feed consumed a command that needs no decision (an
+				// error reply, NOOP, an empty line): feed the rest of
+				// the buffer before reading, or pipelined commands would
+				// wait for more input.
+				continue
+			}
 			if err := gc.flush(); err != nil {
 				return err
 			}
