@@ -34,7 +34,7 @@
 // The client bytes of a segment are one stream: lines written apart in
 // the file are still sent together, so every transcript also exercises
 // pipelining. Expected replies (S) and events (E) are two ordered lists
-// over the whole run; their interleaving in the file is for the reader,
+// over the whole run. Their interleaving in the file is for the reader,
 // except that a boundary records how many S lines precede it.
 package smtptest
 
@@ -48,7 +48,7 @@ import (
 	"strings"
 )
 
-// Config is the session configuration a transcript asks for. Zero fields
+// Config is the session configuration a transcript requests. Zero fields
 // mean the session's defaults.
 type Config struct {
 	MaxMessageSize int64 // bytes
@@ -85,7 +85,7 @@ type Transcript struct {
 // Segment is the client input up to one boundary action.
 type Segment struct {
 	Input  []byte
-	Action string // what follows the segment: one of the Action constants
+	Action string // boundary action after the segment: one of the Action constants
 	// Replies is the number of S lines before the boundary, counted from
 	// the start of the file.
 	Replies int
