@@ -16,7 +16,7 @@
 //	    case smtp.EventBody:        // ev.Body aliases in; wire form (dot-stuffed CRLF lines)
 //	    case smtp.EventDataEnd:     // s.AcceptQueued(id) or s.Reject(reply), possibly later
 //	    case smtp.EventDataAborted: // session already replied (ev.Reply); discard the body
-//	    case smtp.EventReset:       // drop the current transaction (RSET, HELO, new MAIL)
+//	    case smtp.EventReset:       // drop the current transaction (RSET, or HELO/EHLO during a transaction)
 //	    case smtp.EventStartTLS:    // flush output, handshake, then s.TLSStarted()
 //	    case smtp.EventQuit, smtp.EventClose: // flush output, close
 //	    }
@@ -113,7 +113,7 @@ type Config struct {
 	RemoteAddr     netip.AddrPort
 }
 
-// EventKind says what Feed stopped for.
+// EventKind is the reason Feed stopped.
 type EventKind uint8
 
 const (
@@ -127,11 +127,11 @@ const (
 	EventDataAborted                  // message failed (bare CR/LF, size, line length); reply already queued
 	EventReset                        // transaction dropped; no decision
 	EventStartTLS                     // STARTTLS accepted; driver must handshake then call TLSStarted
-	EventQuit                         // QUIT answered; flush and close
+	EventQuit                         // QUIT replied to; flush and close
 	EventClose                        // session must be closed after flushing (error budget, timeout)
 )
 
-// Event is what Feed returns alongside the consumed byte count.
+// Event is the event Feed returns alongside the consumed byte count.
 type Event struct {
 	Kind  EventKind
 	Helo  string    // EventHelo
