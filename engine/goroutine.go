@@ -296,7 +296,7 @@ func (s *goroutineServer) serve(c net.Conn) {
 
 // run drives the session until it closes. The loop feeds buffered input to
 // the session, acts on each event, and reads more only when the session
-// needs more input, so pipelined commands are answered in one write.
+// needs more input, so the replies to pipelined commands go out in one write.
 func (s *goroutineServer) run(gc *goroutineConn) error {
 	sess := gc.sess
 	defer s.endSession(gc)

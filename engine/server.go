@@ -40,7 +40,7 @@ type Config struct {
 	Logger              *slog.Logger
 }
 
-// inbound is what every mode implements.
+// inbound is the interface every inbound mode implements.
 type inbound interface {
 	name() string // the mode actually running, after any fallback
 	start() error

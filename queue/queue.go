@@ -47,9 +47,9 @@ type queue struct {
 	conns    int // workers with an open connection
 	idle     int // connected workers waiting for a ready item
 
-	// wakeup hands a newly ready item to an idle worker. It holds at most
-	// one token, so a token can outlive the worker it was meant for; an
-	// idle worker that wakes to an empty ready list waits again.
+	// wakeup hands a newly ready item to an idle worker. It buffers at most
+	// one token, so a token can outlive the worker it was meant for. An
+	// idle worker that wakes to an empty ready list therefore waits again.
 	wakeup chan struct{}
 
 	paused       bool

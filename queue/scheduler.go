@@ -29,7 +29,7 @@ type Policy struct {
 	Route string
 	// RouteMX makes a Route whose host is a name resolve through that
 	// name's MX records (with implicit MX), as an unbracketed route host
-	// does in smta.conf; the route's port replaces port 25.
+	// does in smta.conf. The route's port then replaces port 25.
 	RouteMX bool
 	// RetryAfter is the delay between a transient failure and the next
 	// attempt for the same recipients.

@@ -63,7 +63,7 @@ const (
 // # Rejected alternatives
 //
 // A goroutine per connection blocking in a bufio.Reader (as net/smtp-style
-// servers do) ties the protocol to one I/O model; the epoll and io_uring
+// servers do) ties the protocol to one I/O model. The epoll and io_uring
 // engines need a parser that stops when the bytes run out and resumes on
 // the next readiness event, with no stack parked per connection.
 //

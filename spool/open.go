@@ -196,7 +196,7 @@ func (s *Spool) getInt(key string) (int64, error) {
 	defer closer.Close()
 	n, err := strconv.ParseInt(string(v), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("spool: index key %s holds %q, want an integer: %w", key, v, err)
+		return 0, fmt.Errorf("spool: index key %s contains %q, want an integer: %w", key, v, err)
 	}
 	return n, nil
 }

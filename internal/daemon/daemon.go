@@ -136,10 +136,11 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 
 // raiseGOMAXPROCS gives the Go scheduler one P per shard on top of one per
 // CPU in the sharded modes. A shard thread blocked in epoll_wait or
-// io_uring_enter keeps its P until the runtime's monitor retakes it, which
-// takes from 20 µs up to 10 ms on a quiet process; with GOMAXPROCS equal to
-// the CPU count, the spool committer and delivery goroutines a shard just
-// woke wait that long for a P. A GOMAXPROCS environment variable wins.
+// io_uring_enter keeps its P until the runtime's monitor (sysmon) retakes
+// it, which takes from 20 µs up to 10 ms on a quiet process. With GOMAXPROCS
+// equal to the CPU count, the spool committer and delivery goroutines that
+// a shard just woke can wait that long for a P. A GOMAXPROCS environment
+// variable wins.
 func raiseGOMAXPROCS(mode string, workers int, logger *slog.Logger) {
 	if (mode != "epoll" && mode != "io_uring") || os.Getenv("GOMAXPROCS") != "" {
 		return

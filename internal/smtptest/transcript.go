@@ -95,7 +95,7 @@ type Segment struct {
 type Decision struct {
 	Verb string // "accept", "reject" or "queued"
 	// Code, Enhanced and Text are the reject reply; Code is 0 for a bare
-	// "reject", which asks for the session's default reply.
+	// "reject", which requests the session's default reply.
 	Code     int
 	Enhanced string
 	Text     string
