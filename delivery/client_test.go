@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"smta/internal/smtptest"
 )
 
 const (
@@ -562,7 +564,7 @@ func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk read fai
 
 func TestDialSTARTTLS(t *testing.T) {
 	t.Run("upgrades", func(t *testing.T) {
-		rcv := startReceiver(t, script{tlsConfig: selfSignedTLS(t), extensions: []string{"PIPELINING"}})
+		rcv := startReceiver(t, script{tlsConfig: smtptest.ServerTLS(t), extensions: []string{"PIPELINING"}})
 		c := dialTest(t, rcv.addr(), DialOptions{UseTLS: true})
 		proto, cipher := c.TLSState()
 		if proto == "" || cipher == "" {
@@ -585,7 +587,7 @@ func TestDialSTARTTLS(t *testing.T) {
 	})
 
 	t.Run("disabled", func(t *testing.T) {
-		rcv := startReceiver(t, script{tlsConfig: selfSignedTLS(t)})
+		rcv := startReceiver(t, script{tlsConfig: smtptest.ServerTLS(t)})
 		c := dialTest(t, rcv.addr(), DialOptions{UseTLS: false})
 		if proto, _ := c.TLSState(); proto != "" {
 			t.Errorf("TLSState() = %q with UseTLS false, want none", proto)

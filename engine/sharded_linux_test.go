@@ -6,16 +6,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -29,6 +23,8 @@ import (
 	"time"
 
 	"smta/smtp"
+
+	"smta/internal/smtptest"
 )
 
 // shardedModes are the inbound modes this file covers.
@@ -512,40 +508,9 @@ func TestShardConnectionLimits(t *testing.T) {
 	})
 }
 
-// selfSignedTLS returns a server config and a client config that trusts it.
-func selfSignedTLS(t testing.TB) (*tls.Config, *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.test"},
-		DNSNames:     []string{"mx.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	return server, &tls.Config{RootCAs: pool, ServerName: "mx.test"}
-}
-
 func TestShardStartTLS(t *testing.T) {
 	forModes(t, func(t *testing.T, mode string) {
-		serverTLS, clientTLS := selfSignedTLS(t)
+		serverTLS, clientTLS := smtptest.SelfSignedTLS(t)
 		cfg := testConfig(mode)
 		cfg.TLS = serverTLS
 		b := newMemBackend()
@@ -580,7 +545,7 @@ func TestShardStartTLS(t *testing.T) {
 }
 
 func TestShardImplicitTLS(t *testing.T) {
-	serverTLS, clientTLS := selfSignedTLS(t)
+	serverTLS, clientTLS := smtptest.SelfSignedTLS(t)
 	cfg := testConfig("epoll")
 	cfg.TLS = serverTLS
 	cfg.Listeners = []Listener{{Addr: "127.0.0.1:0", TLS: true}}

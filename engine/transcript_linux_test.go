@@ -198,7 +198,7 @@ func runOverSocket(t *testing.T, mode string, tr *smtptest.Transcript, chunked b
 	var clientTLS *tls.Config
 	if tr.Config.StartTLS {
 		// Drivers offer STARTTLS exactly when a certificate is configured.
-		cfg.TLS, clientTLS = selfSignedTLS(t)
+		cfg.TLS, clientTLS = smtptest.SelfSignedTLS(t)
 	}
 	for _, seg := range tr.Segments {
 		if seg.Action == smtptest.ActionTimeout {

@@ -18,6 +18,8 @@ import (
 	"smta/delivery"
 	"smta/internal/testdns"
 	"smta/spool"
+
+	"smta/internal/smtptest"
 )
 
 // waitLimit bounds every wait for an asynchronous outcome. It is a guard
@@ -803,7 +805,7 @@ func TestMaxSMTPOutLimitsConnections(t *testing.T) {
 
 func TestDeliverWithSTARTTLS(t *testing.T) {
 	rx := startReceiver(t)
-	rx.tlsConfig.Store(selfSignedTLS(t))
+	rx.tlsConfig.Store(smtptest.ServerTLS(t))
 	h := newHarness(t, t.TempDir(), Options{
 		Policy: routes(Policy{UseTLS: true}, map[string]string{"one.test": rx.addr()}),
 	})

@@ -7,20 +7,16 @@ package smtp
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"smta/internal/smtptest"
 )
 
 // receivedMessage is one message the test server queued.
@@ -169,31 +165,6 @@ func (ts *testServer) serve(conn net.Conn) error {
 	}
 }
 
-// selfSignedTLS returns a server TLS config with a fresh certificate for
-// 127.0.0.1.
-func selfSignedTLS(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.test"},
-		DNSNames:     []string{"mx.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-}
-
 func runTool(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
@@ -278,7 +249,7 @@ print("ok")
 `
 
 func TestInteropPythonSTARTTLS(t *testing.T) {
-	ts := startTestServer(t, Config{Hostname: "mx.test", StartTLS: true}, selfSignedTLS(t))
+	ts := startTestServer(t, Config{Hostname: "mx.test", StartTLS: true}, smtptest.ServerTLS(t))
 	host, port, err := net.SplitHostPort(ts.addr())
 	if err != nil {
 		t.Fatal(err)
