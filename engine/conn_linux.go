@@ -89,11 +89,19 @@ func (sh *shard) read(c *conn) bool {
 		c.r = 0
 	}
 
+	space := readBufSize - int(c.w)
 	n, err := unix.Read(int(c.fd), c.buf[c.w:])
 	add(&sh.counters.syscalls, 1)
 	switch {
 	case n > 0:
 		c.w += int32(n)
+		if n < space && c.flags&flagHangup == 0 {
+			// A short read emptied the socket's receive queue, and input
+			// arriving after it queues a new edge-triggered event. Reading
+			// again now would only return EAGAIN. After a hangup event the
+			// shard reads on until EOF, because no further event comes.
+			c.flags &^= flagReadable
+		}
 		add(&sh.counters.bytesIn, uint64(n))
 		timeout := sh.timing.command
 		if c.sess.InData() {

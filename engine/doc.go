@@ -35,15 +35,16 @@
 // Each turn of the loop:
 //
 //  1. waits in epoll_wait, for at most one wheel tick, or not at all while
-//     the run queue is non-empty;
+//     the run queue is non-empty or completions are pending;
 //  2. handles each event: a listener's event accepts a bounded batch, the
-//     eventfd's drains the inbox, and any other serves the connection named
-//     by the event's slot and generation;
-//  3. serves connections on the run queue, those that used their read
+//     eventfd's only ends the wait, and any other serves the connection
+//     named by the event's slot and generation;
+//  3. drains the inbox (see below);
+//  4. serves connections on the run queue, those that used their read
 //     budget in an earlier turn and may still have input;
-//  4. advances the timer wheel and times out connections whose deadline
+//  5. advances the timer wheel and times out connections whose deadline
 //     passed;
-//  5. exits once draining and no connection is left.
+//  6. exits once draining and no connection is left.
 //
 // Serving a connection repeats: feed buffered input to the Session and act
 // on each event (Backend calls, body writes, commits); write the Session's
@@ -56,8 +57,10 @@
 // Connections are registered edge-triggered (EPOLLIN, EPOLLOUT, EPOLLRDHUP)
 // once, at accept. A paused connection therefore needs no epoll_ctl: the
 // shard remembers that input may be waiting and reads until EAGAIN when it
-// resumes. Listeners and the eventfd are level-triggered, because the shard
-// takes only a bounded batch from them per turn.
+// resumes. A short read means the receive queue was empty, so the shard
+// waits for the next edge instead of reading again for EAGAIN, except after
+// a hangup event, which is not repeated. Listeners are level-triggered,
+// because the shard takes only a bounded batch from them per turn.
 //
 // # The inbox
 //
@@ -67,21 +70,25 @@
 //
 //	committer goroutine                     shard thread
 //	-------------------                     ------------
-//	inbox.TryPush(rec)  ──── ring.MPSC ───▶  epoll_wait returns (eventfd)
-//	if notified.CAS(false, true):           read(eventfd)
-//	    write(eventfd, 1) ───── eventfd ──▶  notified.Store(false)
-//	                                        PopBatch until empty:
-//	                                          slot, gen still match?
-//	                                          AcceptQueued(id) or Reject(reply)
-//	                                          serve the connection again
+//	inbox.TryPush(rec)  ──── ring.MPSC ───▶  end of every loop turn:
+//	if sleeping.CAS(true, false):             PopBatch until empty:
+//	    write(eventfd, 1) ── eventfd ──┐        slot, gen still match?
+//	                                   │        AcceptQueued(id) or Reject(reply)
+//	                                   │        serve the connection again
+//	                                   │      before waiting: sleeping.Store(true),
+//	                                   │        drain once more, wait only if empty
+//	                                   └───▶  epoll_wait returns
 //
-// The notified flag merges wakeups: while one eventfd write is pending,
-// later producers only push. The shard clears the flag before it drains, so
-// a record pushed after the clear comes with a fresh eventfd write, and one
-// pushed before it is seen by the drain. A push never blocks, because done
-// may also run synchronously on the shard thread, which must not wait for
-// its own ring: when the ring is full the record goes to a locked overflow
-// list that the drain also empties.
+// A running shard leaves sleeping clear, so producers only push and no
+// system call is made on either side: the drain at the end of the turn
+// picks the records up. The shard sets sleeping before its last drain, so a
+// record pushed after that drain comes with an eventfd write that ends the
+// wait, and one pushed before it is seen by the drain. The CAS lets only one
+// producer per wait write the eventfd. The eventfd is edge-triggered in the
+// epoll set and never read: each write queues one event. A push never
+// blocks, because done may also run synchronously on the shard thread, which
+// must not wait for its own ring: when the ring is full the record goes to a
+// locked overflow list that the drain also empties.
 //
 // # Slot indexes, not pointers
 //

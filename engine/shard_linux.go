@@ -65,6 +65,7 @@ const (
 	flagClosing                            // close once the output is flushed
 	flagInTx                               // MAIL accepted and the transaction not yet ended
 	flagQueued                             // on the run queue
+	flagHangup                             // epoll reported EPOLLRDHUP, EPOLLHUP or EPOLLERR; read until EOF or an error
 
 	// io_uring mode only.
 	flagRecvArmed  // a multishot receive is in flight
@@ -134,7 +135,7 @@ type shard struct {
 	scratch [8]byte       // eventfd read and write buffer of the shard thread
 
 	// Inbox wakeup protocol, shared with producers.
-	notified atomic.Bool // an eventfd write is pending; later producers skip theirs
+	sleeping atomic.Bool // the shard may block; the next producer clears it and writes the eventfd
 	exited   atomic.Bool // run returned; producers drop completions
 	overMu   sync.Mutex  // guards overflow
 	overflow []completion
@@ -193,10 +194,11 @@ func (sh *shard) initEpoll() error {
 	}
 	sh.epfd = epfd
 
-	// The eventfd and the listeners are level-triggered: the loop reads the
-	// eventfd once per wakeup, and accepts a bounded batch per turn relying
+	// The eventfd is edge-triggered and never read: each write queues one
+	// event, which only ends the wait (see mayBlock). The listeners are
+	// level-triggered: the loop accepts a bounded batch per turn and relies
 	// on the next epoll_wait to report the rest.
-	if err := sh.ctl(unix.EPOLL_CTL_ADD, sh.evfd, unix.EPOLLIN, tokenEventfd, 0); err != nil {
+	if err := sh.ctl(unix.EPOLL_CTL_ADD, sh.evfd, unix.EPOLLIN|unix.EPOLLET, tokenEventfd, 0); err != nil {
 		return err
 	}
 	for i, fd := range sh.listeners {
@@ -241,7 +243,7 @@ func (sh *shard) post(c completion) {
 		sh.overLen.Store(int32(len(sh.overflow)))
 		sh.overMu.Unlock()
 	}
-	if sh.notified.CompareAndSwap(false, true) {
+	if sh.sleeping.Load() && sh.sleeping.CompareAndSwap(true, false) {
 		// The write adds 1 to the eventfd counter. eventfd(2) fails it with
 		// EAGAIN only when the counter would overflow, and then the eventfd
 		// is readable anyway.
@@ -285,21 +287,24 @@ func (sh *shard) runEpoll() {
 	events := make([]unix.EpollEvent, pollEventsBatch)
 	for {
 		// Wait no longer than one wheel tick, and not at all while
-		// connections on the run queue still have input.
+		// connections on the run queue still have input or completions
+		// are pending.
 		//
 		// NOTE: a goroutine blocked in a system call keeps its P until the
 		// runtime's monitor retakes it (20 µs and up), so goroutines this
 		// shard made runnable just before, such as a committer it woke,
 		// can wait that long. Parking in Go's netpoller instead hands the
 		// P over at once, but on a locked thread each park costs two
-		// thread handoffs, and it measured slower and less steady. On a
-		// 2-CPU machine BenchmarkEngine ran faster with GOMAXPROCS set to
-		// the CPUs plus the shards; the engine leaves GOMAXPROCS alone.
-		wait := int(sh.wheel.tick / time.Millisecond)
-		if len(sh.runq) > 0 {
-			wait = 0
+		// thread handoffs, and it measured slower and less steady. Giving
+		// the runtime more Ps than CPUs (one per shard on top) also
+		// measured slower in bench/modes.sh: more threads then compete for
+		// the same CPUs. The engine leaves GOMAXPROCS alone.
+		wait := 0
+		if sh.mayBlock() {
+			wait = int(sh.wheel.tick / time.Millisecond)
 		}
 		n, err := unix.EpollWait(sh.epfd, events, wait)
+		sh.sleeping.Store(false)
 		add(&sh.counters.syscalls, 1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			sh.srv.log.Error("epoll_wait failed, closing the shard", "shard", sh.id, "error", err)
@@ -319,6 +324,7 @@ func (sh *shard) runEpoll() {
 // endTurn runs the work at the end of every loop turn and reports whether
 // the loop should exit.
 func (sh *shard) endTurn() bool {
+	sh.drainInbox()
 	sh.runQueue()
 	sh.wheel.advance(sh.wheel.ticksAt(time.Now()), sh.expire)
 	return sh.draining && sh.live == 0
@@ -327,9 +333,9 @@ func (sh *shard) endTurn() bool {
 func (sh *shard) dispatch(ev *unix.EpollEvent) {
 	switch {
 	case ev.Fd == tokenEventfd:
-		unix.Read(sh.evfd, sh.scratch[:])
-		add(&sh.counters.syscalls, 1)
-		sh.drainInbox()
+		// Edge-triggered and never read: every write queues a new event,
+		// and endTurn drains the inbox.
+		add(&sh.counters.wakeups, 1)
 	case ev.Fd < 0:
 		sh.accept(int(tokenListener0 - ev.Fd))
 	default:
@@ -344,24 +350,46 @@ func (sh *shard) dispatch(ev *unix.EpollEvent) {
 		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			c.flags |= flagReadable
 		}
+		if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			c.flags |= flagHangup
+		}
 		sh.serve(slot)
 	}
 }
 
-// drainInbox applies every completion posted so far.
+// mayBlock announces that the shard is about to wait in the kernel and
+// reports whether it may: not while the run queue has work, and not when
+// completions arrived meanwhile.
 //
-// NB: notified is cleared before the ring is drained. A producer that pushes
-// after the clear finds it false and writes the eventfd again. A producer
-// that pushed before the clear is seen by this drain. Either way no
-// completion waits for a wakeup that never comes.
-func (sh *shard) drainInbox() {
-	sh.notified.Store(false)
+// NB: sleeping is set before the inbox is drained one last time. A producer
+// that pushes after the drain finds sleeping set and writes the eventfd, so
+// the wait returns at once. A producer that pushed before it is seen by the
+// drain. Either way no completion waits for a wakeup that never comes. While
+// the shard is busy, sleeping stays clear and producers only push: the
+// drain at the end of every turn picks their records up without any
+// system call on either side.
+func (sh *shard) mayBlock() bool {
+	if len(sh.runq) > 0 {
+		return false
+	}
+	sh.sleeping.Store(true)
+	if sh.drainInbox() > 0 || len(sh.runq) > 0 {
+		sh.sleeping.Store(false)
+		return false
+	}
+	return true
+}
+
+// drainInbox applies every completion posted so far and returns how many.
+func (sh *shard) drainInbox() int {
+	total := 0
 	for {
 		n := sh.inbox.PopBatch(sh.batch)
 		for i := range n {
 			sh.apply(sh.batch[i])
 			sh.batch[i] = completion{}
 		}
+		total += n
 		if n < len(sh.batch) {
 			break
 		}
@@ -375,7 +403,9 @@ func (sh *shard) drainInbox() {
 		for _, c := range over {
 			sh.apply(c)
 		}
+		total += len(over)
 	}
+	return total
 }
 
 func (sh *shard) apply(cp completion) {

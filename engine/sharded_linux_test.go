@@ -426,6 +426,35 @@ func TestShardByteByByte(t *testing.T) {
 	})
 }
 
+// TestShardInputThenHalfClose sends a whole session and its half-close
+// before reading anything, so the shard may see the input and the end of
+// input in one event. It must answer every command and close at once, not
+// wait for the command timeout: after a hangup no further event comes, so
+// the shard has to read on until EOF.
+func TestShardInputThenHalfClose(t *testing.T) {
+	forModes(t, func(t *testing.T, mode string) {
+		cfg := testConfig(mode)
+		cfg.Timeouts = Timeouts{Command: time.Minute, Data: time.Minute}
+		srv := startServer(t, cfg, newMemBackend())
+		for round := range 20 {
+			c := dial(t, srv)
+			c.send("EHLO client.test\r\nNOOP\r\nNOOP\r\n")
+			if err := c.conn.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			out, err := io.ReadAll(c.r)
+			if err != nil {
+				t.Fatalf("round %d: reading until the server closes: %v (got %q)", round, err, out)
+			}
+			if n := strings.Count(string(out), "250 2.0.0"); n != 2 {
+				t.Fatalf("round %d: %d NOOP replies in %q, want 2", round, n, out)
+			}
+			c.conn.Close()
+		}
+	})
+}
+
 func TestShardTimeout(t *testing.T) {
 	forModes(t, func(t *testing.T, mode string) {
 		cfg := testConfig(mode)

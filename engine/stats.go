@@ -13,6 +13,7 @@ type Stats struct {
 	Timeouts    uint64 // sessions closed by a command or data timeout
 	TLSHandoffs uint64 // connections moved to a TLS goroutine
 	Completions uint64 // inbox records applied by the shards
+	Wakeups     uint64 // eventfd wakeups of a waiting shard; producers skip the eventfd while it runs
 }
 
 // statser is implemented by inbound modes that keep counters.
@@ -40,7 +41,8 @@ type shardCounters struct {
 	timeouts    atomic.Uint64
 	tlsHandoffs atomic.Uint64
 	completions atomic.Uint64
-	_           [128 - 9*8]byte
+	wakeups     atomic.Uint64
+	_           [128 - 10*8]byte
 }
 
 // add increments a single-writer counter.
@@ -58,4 +60,5 @@ func (c *shardCounters) sumInto(s *Stats) {
 	s.Timeouts += c.timeouts.Load()
 	s.TLSHandoffs += c.tlsHandoffs.Load()
 	s.Completions += c.completions.Load()
+	s.Wakeups += c.wakeups.Load()
 }

@@ -269,8 +269,9 @@ func (sh *shard) runUring() {
 		// already waiting or the run queue has work. Waiting inside
 		// io_uring_enter also runs the ring's deferred task work, which a
 		// thread parked elsewhere would delay.
-		wait := u.ring.PeekCQE() == nil && len(sh.runq) == 0
+		wait := u.ring.PeekCQE() == nil && sh.mayBlock()
 		_, err := u.ring.Submit(wait, int64(sh.wheel.tick))
+		sh.sleeping.Store(false)
 		add(&sh.counters.syscalls, 1)
 		if err != nil {
 			sh.srv.log.Error("io_uring_enter failed, closing the shard", "shard", sh.id, "error", err)
@@ -301,7 +302,8 @@ func (u *uringPoller) complete(ud uint64, res int32, flags uint32) {
 	op, slot, gen := splitUserData(ud)
 	switch op {
 	case opEventfd:
-		sh.drainInbox()
+		// endTurn drains the inbox; the read only ended the wait.
+		add(&sh.counters.wakeups, 1)
 		if !sh.exited.Load() {
 			u.armEventfd()
 		}

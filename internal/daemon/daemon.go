@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -129,30 +128,8 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d.srv = srv
-	raiseGOMAXPROCS(srv.Mode(), cfg.InboundWorkers, logger)
 	logger.Info("smta started", "host_name", cfg.HostName, "inbound_mode", srv.Mode(), "listeners", addrStrings(srv.Addrs()))
 	return d, nil
-}
-
-// raiseGOMAXPROCS gives the Go scheduler one P per shard on top of one per
-// CPU in the sharded modes. A shard thread blocked in epoll_wait or
-// io_uring_enter keeps its P until the runtime's monitor (sysmon) retakes
-// it, which takes from 20 µs up to 10 ms on a quiet process. With GOMAXPROCS
-// equal to the CPU count, the spool committer and delivery goroutines that
-// a shard just woke can wait that long for a P. A GOMAXPROCS environment
-// variable wins.
-func raiseGOMAXPROCS(mode string, workers int, logger *slog.Logger) {
-	if (mode != "epoll" && mode != "io_uring") || os.Getenv("GOMAXPROCS") != "" {
-		return
-	}
-	if workers <= 0 {
-		workers = runtime.NumCPU()
-	}
-	n := runtime.NumCPU() + workers
-	if n > runtime.GOMAXPROCS(0) {
-		runtime.GOMAXPROCS(n)
-		logger.Info("gomaxprocs raised for the shards", "gomaxprocs", n, "shards", workers)
-	}
 }
 
 func addrStrings(addrs []net.Addr) []string {
