@@ -18,6 +18,24 @@ type ConnInfo struct {
 	Helo      string
 	TLS       bool
 	Start     time.Time // when the connection was accepted
+
+	// Files queues file writes on the connection's shard ring in io_uring
+	// mode, and is nil in the other modes and on TLS connections. Only
+	// Backend and MessageWriter calls may use it, because they run on the
+	// shard's thread.
+	Files FileWriter
+}
+
+// FileWriter queues positional file writes on an io_uring shard, so that a
+// spool write rides on the io_uring_enter the shard makes anyway instead of
+// costing a pwrite(2) of its own.
+type FileWriter interface {
+	// WriteAt queues a write of p at offset off of file descriptor fd and
+	// returns true, or returns false without queueing anything (the shard
+	// is stopping). done is called once, on the shard thread, with the
+	// octets written (all of p on success) or the error. fd and p must
+	// stay valid until then.
+	WriteAt(fd int, p []byte, off int64, done func(n int, err error)) bool
 }
 
 // Backend is the policy and storage side of inbound SMTP. Every inbound mode

@@ -546,6 +546,9 @@ func (sh *shard) admit(fd int, remote netip.AddrPort, li int) {
 		return
 	}
 
+	if sh.uring != nil {
+		info.Files = sh.uring
+	}
 	if r := srv.backend.Connect(info); !r.IsZero() {
 		add(&sh.counters.rejected, 1)
 		unix.Write(fd, []byte(FormatReply(r)))

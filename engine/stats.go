@@ -14,6 +14,7 @@ type Stats struct {
 	TLSHandoffs uint64 // connections moved to a TLS goroutine
 	Completions uint64 // inbox records applied by the shards
 	Wakeups     uint64 // eventfd wakeups of a waiting shard; producers skip the eventfd while it runs
+	FileWrites  uint64 // FileWriter writes queued on io_uring shards
 }
 
 // statser is implemented by inbound modes that keep counters.
@@ -42,7 +43,8 @@ type shardCounters struct {
 	tlsHandoffs atomic.Uint64
 	completions atomic.Uint64
 	wakeups     atomic.Uint64
-	_           [128 - 10*8]byte
+	fileWrites  atomic.Uint64
+	_           [128 - 11*8]byte
 }
 
 // add increments a single-writer counter.
@@ -61,4 +63,5 @@ func (c *shardCounters) sumInto(s *Stats) {
 	s.TLSHandoffs += c.tlsHandoffs.Load()
 	s.Completions += c.completions.Load()
 	s.Wakeups += c.wakeups.Load()
+	s.FileWrites += c.fileWrites.Load()
 }

@@ -46,6 +46,7 @@ func (sh *shard) handOffTLS(c *conn) {
 		sh.uring.dropSpill(c)
 	}
 	sh.releaseSlot(c)
+	info.Files = nil // the TLS goroutine is not the shard thread
 	sh.srv.serveTLS(fd, info, sess, early)
 }
 

@@ -5,6 +5,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 	"unsafe"
 
@@ -26,7 +27,11 @@ import (
 //     recycled at once;
 //   - a send per burst of replies, from a pooled buffer the connection keeps
 //     until the send completes;
-//   - a read of the inbox eventfd.
+//   - a read of the inbox eventfd;
+//   - positional file writes queued through ConnInfo.Files (FileWriter),
+//     which the daemon uses for a message's last spool record. fdatasync
+//     stays with the spool's committer, whose one call per commit window
+//     covers the writes of every shard.
 //
 // All submissions of a turn go to the kernel in the io_uring_enter that
 // also waits for completions, so a busy shard makes about one system call
@@ -56,6 +61,7 @@ const (
 	opSend
 	opEventfd
 	opCancel
+	opFileWrite // the slot field holds the write's id in uringPoller.files
 )
 
 // userData packs a request kind, a slot and the low 24 bits of the slot's
@@ -89,7 +95,7 @@ func probeUring() error {
 		return err
 	}
 	defer r.Close()
-	if err := r.Probe(iouring.OpAccept, iouring.OpRecv, iouring.OpSend, iouring.OpRead, iouring.OpAsyncCancel); err != nil {
+	if err := r.Probe(iouring.OpAccept, iouring.OpRecv, iouring.OpSend, iouring.OpRead, iouring.OpWrite, iouring.OpAsyncCancel); err != nil {
 		return err
 	}
 	br, err := r.NewBufRing(uringBufGroup, 2, 64)
@@ -142,6 +148,21 @@ type uringPoller struct {
 	// inflight counts submitted requests whose final completion (one
 	// without CqeFMore) has not arrived.
 	inflight int
+
+	// files holds the file writes in flight, by id. The entry keeps the
+	// written slice reachable while the kernel reads from it.
+	files    map[uint32]*fileWrite
+	nextFile uint32
+	closing  bool // close has started; WriteAt queues nothing more
+}
+
+// fileWrite is one FileWriter.WriteAt request.
+type fileWrite struct {
+	fd   int32
+	p    []byte
+	off  int64
+	n    int // octets written so far
+	done func(n int, err error)
 }
 
 func (sh *shard) initUring() error {
@@ -160,6 +181,7 @@ func (sh *shard) initUring() error {
 		bufs:    br,
 		spill:   make(map[uint32][]byte),
 		orphans: make(map[uint64]*[readBufSize]byte),
+		files:   make(map[uint32]*fileWrite),
 	}
 	sh.uring = u
 	u.armEventfd()
@@ -173,6 +195,7 @@ func (sh *shard) initUring() error {
 // completions before it unmaps the provided buffers, which the kernel could
 // otherwise still write into.
 func (u *uringPoller) close() {
+	u.closing = true
 	sqe := u.sqe()
 	sqe.Opcode = iouring.OpAsyncCancel
 	sqe.OpFlags = iouring.AsyncCancelAny
@@ -185,11 +208,21 @@ func (u *uringPoller) close() {
 			break
 		}
 		for cqe := u.ring.PeekCQE(); cqe != nil; cqe = u.ring.PeekCQE() {
-			if cqe.Flags&iouring.CqeFMore == 0 {
+			ud, res, flags := cqe.UserData, cqe.Res, cqe.Flags
+			if flags&iouring.CqeFMore == 0 {
 				u.inflight--
 			}
 			u.ring.SeenCQE()
+			if op, id, _ := splitUserData(ud); op == opFileWrite {
+				u.fileWritten(id, res)
+			}
 		}
+	}
+	for _, fw := range u.files {
+		// Never completed: report the failure, and keep the entry so that
+		// the slice stays reachable in case the kernel still reads it.
+		fw.done(fw.n, fmt.Errorf("engine: file write on shard %d did not complete before the shard stopped", u.sh.id))
+		fw.done = func(int, error) {}
 	}
 	if u.inflight > 0 {
 		u.sh.srv.log.Warn("io_uring requests still in flight at shard exit", "shard", u.sh.id, "requests", u.inflight)
@@ -324,7 +357,72 @@ func (u *uringPoller) complete(ud uint64, res int32, flags uint32) {
 
 	case opSend:
 		u.sent(ud, slot, gen, res)
+
+	case opFileWrite:
+		u.fileWritten(slot, res)
 	}
+}
+
+// WriteAt implements FileWriter.
+//
+// REQUIRES: the caller is the shard thread.
+func (u *uringPoller) WriteAt(fd int, p []byte, off int64, done func(n int, err error)) bool {
+	if u.closing || len(p) == 0 {
+		return false
+	}
+	id := u.nextFile
+	for u.files[id] != nil {
+		id++
+	}
+	u.nextFile = id + 1
+	fw := &fileWrite{fd: int32(fd), p: p, off: off, done: done}
+	u.files[id] = fw
+	u.submitFileWrite(id, fw)
+	add(&u.sh.counters.fileWrites, 1)
+	return true
+}
+
+func (u *uringPoller) submitFileWrite(id uint32, fw *fileWrite) {
+	rest := fw.p[fw.n:]
+	sqe := u.sqe()
+	sqe.Opcode = iouring.OpWrite
+	sqe.Fd = fw.fd
+	sqe.Addr = uint64(uintptr(unsafe.Pointer(&rest[0])))
+	sqe.Len = uint32(len(rest))
+	sqe.Off = uint64(fw.off + int64(fw.n))
+	sqe.UserData = userData(opFileWrite, id, 0)
+	u.inflight++
+}
+
+// fileWritten handles the completion of file write id: it resubmits the
+// rest after a short write and otherwise calls the write's done.
+func (u *uringPoller) fileWritten(id uint32, res int32) {
+	fw := u.files[id]
+	if fw == nil {
+		return
+	}
+	var err error
+	switch {
+	case res > 0:
+		fw.n += int(res)
+		if fw.n < len(fw.p) && !u.closing {
+			u.submitFileWrite(id, fw)
+			return
+		}
+		if fw.n < len(fw.p) {
+			err = io.ErrShortWrite
+		}
+	case res == 0:
+		err = io.ErrShortWrite
+	default:
+		err = iouring.Errno(res)
+		if (errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN)) && !u.closing {
+			u.submitFileWrite(id, fw)
+			return
+		}
+	}
+	delete(u.files, id)
+	fw.done(fw.n, err)
 }
 
 func (u *uringPoller) accepted(fd, li int) {

@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 var errWriterDone = errors.New("spool: writer already committed or aborted")
@@ -14,13 +15,31 @@ var errWriterDone = errors.New("spool: writer already committed or aborted")
 //
 // A Writer is used by one goroutine at a time.
 type Writer struct {
-	s    *Spool
-	buf  *[]byte  // recordHeaderSize octets of room for the header, then buffered payload
-	exts []extent // records appended so far; each holds a segment reference
-	size int64    // payload octets in exts
-	err  error    // first append failure, reported by Commit
-	done bool     // Commit or Abort was called
+	s     *Spool
+	buf   *[]byte  // recordHeaderSize octets of room for the header, then buffered payload
+	exts  []extent // records appended so far; each holds a segment reference
+	size  int64    // payload octets in exts
+	err   error    // first append failure, reported by Commit
+	done  bool     // Commit or Abort was called
+	async AsyncWriter
 }
+
+// AsyncWriter queues positional file writes that complete later, for
+// example on an io_uring ring whose thread already makes one system call per
+// loop turn. The engine's io_uring shards implement it.
+type AsyncWriter interface {
+	// WriteAt queues a write of p at offset off of file descriptor fd and
+	// returns true, or returns false without queueing anything. done is
+	// called once, later, with the number of octets written (all of p on
+	// success) or the error. fd and p stay valid until done is called.
+	WriteAt(fd int, p []byte, off int64, done func(n int, err error)) bool
+}
+
+// SetAsync makes Commit write the message's last record through a instead
+// of with pwrite(2). Records written before Commit, one per full chunk, still
+// use pwrite. a is used from the goroutine that calls Commit, and the
+// commit then starts from a's done callback.
+func (w *Writer) SetAsync(a AsyncWriter) { w.async = a }
 
 // NewWriter returns a Writer for one message.
 func (s *Spool) NewWriter() *Writer {
@@ -60,10 +79,15 @@ func (w *Writer) flush(flags uint32) error {
 	if err != nil {
 		return err
 	}
-	w.exts = append(w.exts, x)
-	w.size += int64(len(rec) - recordHeaderSize)
+	w.addExtent(x, rec)
 	*w.buf = rec[:recordHeaderSize]
 	return nil
+}
+
+// addExtent records x, the extent of the written record rec.
+func (w *Writer) addExtent(x extent, rec []byte) {
+	w.exts = append(w.exts, x)
+	w.size += int64(len(rec) - recordHeaderSize)
 }
 
 // Commit appends the last record and queues the message for group commit.
@@ -75,20 +99,63 @@ func (w *Writer) flush(flags uint32) error {
 // has been fdatasync'ed and the envelope committed to the index with Sync, so
 // a nil error means the message survives a crash or power loss. done delays
 // every commit behind it and must not block. If Commit is called after Close
-// or twice, done is called before Commit returns, with the error.
+// or twice, done is called before Commit returns, with the error. With
+// SetAsync the last record is written first, so a Close that comes before
+// that write completes also fails the commit, from the AsyncWriter's
+// callback.
 func (w *Writer) Commit(env *Envelope, done func(*Message, error)) {
 	if w.done {
 		done(nil, errWriterDone)
 		return
 	}
+	w.done = true
+	c := cloneEnvelope(env)
+	env = &c
+	if w.err == nil && w.async != nil {
+		w.commitAsync(env, done)
+		return
+	}
 	if w.err == nil {
 		w.err = w.flush(flagLast)
 	}
-	w.done = true
+	w.enqueue(env, done)
+}
+
+// commitAsync writes the last record through w.async and enqueues the
+// message for group commit when that write completes.
+func (w *Writer) commitAsync(env *Envelope, done func(*Message, error)) {
+	rec := *w.buf
+	x, g, err := w.s.reserveRecord(rec, uint32(len(w.exts)), flagLast)
+	if err != nil {
+		w.err = err
+		w.enqueue(env, done)
+		return
+	}
+	finish := func(n int, err error) {
+		if err == nil && n != len(rec) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			w.s.unref(g)
+			w.err = fmt.Errorf("spool: writing record to segment %d at %d: %w", g.no, x.Off, err)
+		} else {
+			w.addExtent(x, rec)
+		}
+		w.enqueue(env, done)
+	}
+	if !w.async.WriteAt(int(g.f.Fd()), rec, x.Off, finish) {
+		n, err := g.f.WriteAt(rec, x.Off)
+		finish(n, err)
+	}
+}
+
+// enqueue hands the message to the committer once its records are written.
+// It owns env.
+func (w *Writer) enqueue(env *Envelope, done func(*Message, error)) {
 	w.s.putBuf(w.buf)
 	w.buf = nil
 
-	m := &Message{Env: cloneEnvelope(env), exts: w.exts}
+	m := &Message{Env: *env, exts: w.exts}
 	m.Env.Size = w.size
 	if m.Env.ID == "" {
 		m.Env.ID = w.s.newID()
@@ -124,12 +191,27 @@ func (w *Writer) Abort() {
 // segment's tail reserve the range, and pwrite fills it. Only a record that
 // does not fit takes the lock, to rotate segments.
 func (s *Spool) appendRecord(rec []byte, seq, flags uint32) (extent, error) {
+	x, g, err := s.reserveRecord(rec, seq, flags)
+	if err != nil {
+		return extent{}, err
+	}
+	if _, err := g.f.WriteAt(rec, x.Off); err != nil {
+		s.unref(g)
+		return extent{}, fmt.Errorf("spool: writing record to segment %d at %d: %w", g.no, x.Off, err)
+	}
+	return x, nil
+}
+
+// reserveRecord reserves room for rec in the active segment and fills in
+// its header. The caller writes rec at the extent's offset, and on failure
+// drops the segment reference the extent holds with unref.
+func (s *Spool) reserveRecord(rec []byte, seq, flags uint32) (extent, *segment, error) {
 	n := int64(len(rec))
 	payload := rec[recordHeaderSize:]
 	for {
 		g := s.active.Load()
 		if g == nil {
-			return extent{}, ErrClosed
+			return extent{}, nil, ErrClosed
 		}
 		if !g.tryRef() {
 			// g was sealed and drained between the load and tryRef,
@@ -141,7 +223,7 @@ func (s *Spool) appendRecord(rec []byte, seq, flags uint32) (extent, error) {
 		if end > g.size {
 			s.unref(g)
 			if err := s.rotate(g); err != nil {
-				return extent{}, err
+				return extent{}, nil, err
 			}
 			continue
 		}
@@ -149,11 +231,7 @@ func (s *Spool) appendRecord(rec []byte, seq, flags uint32) (extent, error) {
 		off := end - n
 		gen := g.gen.Load()
 		putHeader(rec, recordHeader{gen: gen, seq: seq, length: uint32(len(payload)), flags: flags}, payload)
-		if _, err := g.f.WriteAt(rec, off); err != nil {
-			s.unref(g)
-			return extent{}, fmt.Errorf("spool: writing record to segment %d at %d: %w", g.no, off, err)
-		}
-		return extent{Seg: g.no, Gen: gen, Seq: seq, Off: off, Len: uint32(len(payload)), seg: g}, nil
+		return extent{Seg: g.no, Gen: gen, Seq: seq, Off: off, Len: uint32(len(payload)), seg: g}, g, nil
 	}
 }
 

@@ -99,7 +99,12 @@ func (b *backend) Data(c *engine.ConnInfo, tx *smtp.Transaction) (engine.Message
 	for i, r := range tx.Rcpts {
 		env.Rcpts[i] = spool.Recipient{Addr: r.Addr, ORcpt: r.Params.ORcpt, Notify: r.Params.Notify}
 	}
-	return &inboundMessage{d: b.d, w: b.d.spool.NewWriter(), env: env, sessionID: c.SessionID, srcMta: srcMta(c)}, smtp.Reply{}
+	w := b.d.spool.NewWriter()
+	if c.Files != nil {
+		// io_uring mode: the last record rides on the shard's ring.
+		w.SetAsync(c.Files)
+	}
+	return &inboundMessage{d: b.d, w: w, env: env, sessionID: c.SessionID, srcMta: srcMta(c)}, smtp.Reply{}
 }
 
 func srcMta(c *engine.ConnInfo) string {
