@@ -45,6 +45,10 @@ type FileWriter interface {
 type Backend interface {
 	// Connect decides whether to serve a new connection. A zero Reply accepts.
 	Connect(c *ConnInfo) smtp.Reply
+	// Helo checks the name given in HELO or EHLO. A zero Reply accepts and
+	// sets c.Helo. A rejected client keeps its earlier name, if any, and
+	// may try again.
+	Helo(c *ConnInfo, name string) smtp.Reply
 	// Mail checks MAIL FROM. A zero Reply accepts.
 	Mail(c *ConnInfo, tx *smtp.Transaction) smtp.Reply
 	// Rcpt checks one RCPT TO (relay rules, limits). A zero Reply accepts.

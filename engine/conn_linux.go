@@ -152,8 +152,13 @@ func (sh *shard) feed(c *conn) bool {
 
 		switch ev.Kind {
 		case smtp.EventHelo:
+			// An accepted HELO inside a transaction is followed by
+			// EventReset, which clears flagInTx.
+			if r := b.Helo(c.info, ev.Helo); !r.IsZero() {
+				sess.Reject(r)
+				continue
+			}
 			c.info.Helo = ev.Helo
-			c.flags &^= flagInTx
 			sess.Accept()
 
 		case smtp.EventMail:

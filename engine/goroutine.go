@@ -330,6 +330,10 @@ func (s *goroutineServer) run(gc *goroutineConn) error {
 			}
 
 		case smtp.EventHelo:
+			if r := s.b.Helo(&gc.info, ev.Helo); !r.IsZero() {
+				sess.Reject(r)
+				continue
+			}
 			gc.info.Helo = ev.Helo
 			sess.Accept()
 

@@ -50,6 +50,7 @@ func newMemBackend() *memBackend {
 }
 
 func (b *memBackend) Connect(*ConnInfo) smtp.Reply                 { return smtp.Reply{} }
+func (b *memBackend) Helo(*ConnInfo, string) smtp.Reply            { return smtp.Reply{} }
 func (b *memBackend) Mail(*ConnInfo, *smtp.Transaction) smtp.Reply { return smtp.Reply{} }
 func (b *memBackend) Rcpt(*ConnInfo, *smtp.Transaction, smtp.Recipient) smtp.Reply {
 	return smtp.Reply{}

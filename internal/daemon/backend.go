@@ -28,6 +28,8 @@ var _ engine.Backend = (*backend)(nil)
 
 func (b *backend) Connect(c *engine.ConnInfo) smtp.Reply { return smtp.Reply{} }
 
+func (b *backend) Helo(c *engine.ConnInfo, name string) smtp.Reply { return smtp.Reply{} }
+
 func (b *backend) Failure(c *engine.ConnInfo, failures []smtp.Failure, dropped int) {
 	ip := c.Remote.Addr().Unmap()
 	for _, f := range failures {
