@@ -29,7 +29,7 @@
 #                     smta uses one descriptor per connection.
 #
 # Environment: BENCH_RUNS (3), BENCH_MESSAGES (5000), BENCH_SMALL_MESSAGES
-# (10000), BENCH_IDLE (10000), BENCH_SCENARIOS ("1 3 4"), BENCH_MODES
+# (30000: shorter runs of about a second varied too much between rounds), BENCH_IDLE (10000), BENCH_SCENARIOS ("1 3 4"), BENCH_MODES
 # ("goroutine epoll io_uring"), SYSCALL_MESSAGES (2000), BENCH_IDLE_PER_CLIENT
 # (25000: sessions per smta-loadgen idle process in the BENCH_MAX_IDLE step).
 #
@@ -51,7 +51,7 @@ SCENARIOS=" ${BENCH_SCENARIOS:-1 3 4} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 read -r -a MODES <<<"${BENCH_MODES:-goroutine epoll io_uring}"
 MESSAGES=${BENCH_MESSAGES:-5000}
-SMALL_MESSAGES=${BENCH_SMALL_MESSAGES:-10000}
+SMALL_MESSAGES=${BENCH_SMALL_MESSAGES:-30000}
 IDLE=${BENCH_IDLE:-10000}
 SYSCALL_MESSAGES=${SYSCALL_MESSAGES:-2000}
 
@@ -119,8 +119,20 @@ measure() {
 	shift
 	sleep 2.5
 	use_mode "$mode"
-	bench_measure accept smta loadgen "$@"
+	local before after
+	before=$(cpu_ticks "$SMTA_PID")
+	bench_measure accept smta loadgen "$@" || return 1
+	after=$(cpu_ticks "$SMTA_PID")
+	CPU_US=$(python3 -c 'import sys; b, a, t, n = map(int, sys.argv[1:]); print(f"{(a - b) * 1e6 / t / n:.1f}")' \
+		"$before" "$after" "$CLK_TCK" "$2")
 }
+
+# cpu_ticks PID prints the user plus system CPU time of PID and all its
+# threads, in clock ticks (/proc/PID/stat fields 14 and 15).
+cpu_ticks() {
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+CLK_TCK=$(getconf CLK_TCK)
 
 # round_order R prints the modes rotated by R-1 places.
 round_order() {
@@ -182,11 +194,14 @@ throughput() {
 			bench_log "$name, $mode, round $r of $RUNS"
 			if measure "$mode" "$conns" "$n" "$size" --label "$mode" "$@"; then
 				VALUES["$scenario $mode"]+="$RATE "
+				VALUES["$scenario-cpu $mode"]+="$CPU_US "
 			fi
 		done
 	done
 	print_row "$name" "$scenario"
+	CPU_ROWS+=("$name|$scenario-cpu")
 }
+CPU_ROWS=()
 
 if want 1 || want 3; then
 	for mode in "${MODES[@]}"; do
@@ -204,6 +219,18 @@ if want 1 || want 3; then
 	print_header "scenario"
 	want 1 && throughput "1 accept $MESSAGES x 10 KiB, 50 conns" s1 50 "$MESSAGES" 10240
 	want 3 && throughput "3 small $SMALL_MESSAGES x 1 KiB, 200 conns, PIPELINING" s3 200 "$SMALL_MESSAGES" 1024 --pipelining
+	echo
+	echo "## smta CPU time per accepted message, µs: median [min-max] of $RUNS runs"
+	echo
+	echo "User plus system time of every smta thread from the first connection"
+	echo "until the sink had every message, so delivery is included. Lower is"
+	echo "better: on a machine where smta has the CPUs to itself, throughput"
+	echo "scales with the inverse."
+	echo
+	print_header "scenario"
+	for row in "${CPU_ROWS[@]}"; do
+		print_row "${row%%|*}" "${row##*|}"
+	done
 	echo
 fi
 
