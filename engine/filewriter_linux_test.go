@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -120,4 +122,40 @@ func TestFileWriterModes(t *testing.T) {
 			t.Errorf("Stats().FileWrites = %d, want %d", st.FileWrites, messages)
 		}
 	})
+}
+
+// TestFileWriterError writes through ConnInfo.Files to a descriptor opened
+// read-only, so the ring completes the write with EBADF. The client must get
+// the backend's 451 for that message, and the session must go on.
+func TestFileWriterError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bodies")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path) // read-only
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := &fileBackend{memBackend: newMemBackend(), f: f, slotSize: 4096, offsets: map[string]int64{}}
+	srv := startServer(t, testConfig("io_uring"), b)
+
+	c := dial(t, srv)
+	c.expect(220)
+	c.cmd("EHLO client.test", 250)
+	for range 2 {
+		c.cmd("MAIL FROM:<a@example.com>", 250)
+		c.cmd("RCPT TO:<b@example.com>", 250)
+		c.cmd("DATA", 354)
+		c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+		got := c.expect(451)
+		if !strings.Contains(got, "bad file descriptor") {
+			t.Errorf("reply = %q, want the write error (bad file descriptor)", got)
+		}
+	}
+	c.cmd("NOOP", 250)
+	c.cmd("QUIT", 221)
+	if len(b.offsets) != 0 {
+		t.Errorf("%d messages recorded as written, want 0", len(b.offsets))
+	}
 }
