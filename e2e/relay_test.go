@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -283,6 +284,17 @@ func TestDefaultConfigRelaysToSmtpSink(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	dump := filepath.Join(dir, "sink.dump")
+
+	// The embedded default fixes both ports. A server left running from
+	// the README's own steps would take this test's mail or its port, and
+	// the failure would show only as a timeout much later.
+	for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:2526"} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s is in use (make run or an smtp-sink still running?): stop it and run the test again: %v", addr, err)
+		}
+		ln.Close()
+	}
 	startProcess(t, dir, sinkPath, "-u", "nobody", "-D", dump, "127.0.0.1:2526", "10")
 
 	d := &daemon{t: t, dir: dir, port: 2525}
