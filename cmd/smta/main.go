@@ -4,6 +4,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -22,7 +23,11 @@ func main() {
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "smta:", err)
+		// A configuration error lists one problem per line. Prefix each
+		// line, so that every one reads the same in a log or a terminal.
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintln(os.Stderr, "smta:", line)
+		}
 		os.Exit(1)
 	}
 }
