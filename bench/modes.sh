@@ -28,8 +28,8 @@
 #                     capped by the open file limit (ulimit -n), because
 #                     smta uses one descriptor per connection.
 #
-# Environment: BENCH_RUNS (3), BENCH_MESSAGES (5000), BENCH_SMALL_MESSAGES
-# (30000: shorter runs of about a second varied too much between rounds), BENCH_IDLE (10000), BENCH_SCENARIOS ("1 3 4"), BENCH_MODES
+# Environment: BENCH_RUNS (3), BENCH_MESSAGES (15000), BENCH_SMALL_MESSAGES
+# (30000; runs of about a second varied too much between rounds), BENCH_IDLE (10000), BENCH_SCENARIOS ("1 3 4"), BENCH_MODES
 # ("goroutine epoll io_uring"), SYSCALL_MESSAGES (2000), BENCH_IDLE_PER_CLIENT
 # (25000: sessions per smta-loadgen idle process in the BENCH_MAX_IDLE step).
 #
@@ -50,7 +50,7 @@ RUNS=${BENCH_RUNS:-3}
 SCENARIOS=" ${BENCH_SCENARIOS:-1 3 4} "
 want() { [[ $SCENARIOS == *" $1 "* ]]; }
 read -r -a MODES <<<"${BENCH_MODES:-goroutine epoll io_uring}"
-MESSAGES=${BENCH_MESSAGES:-5000}
+MESSAGES=${BENCH_MESSAGES:-15000}
 SMALL_MESSAGES=${BENCH_SMALL_MESSAGES:-30000}
 IDLE=${BENCH_IDLE:-10000}
 SYSCALL_MESSAGES=${SYSCALL_MESSAGES:-2000}
