@@ -162,6 +162,19 @@ func (d *daemon) stop() {
 	}
 }
 
+// logLine returns the first line of the daemon's log that contains msg,
+// failing the test if there is none.
+func (d *daemon) logLine(msg string) string {
+	d.t.Helper()
+	for line := range strings.SplitSeq(d.stderr.String(), "\n") {
+		if strings.Contains(line, msg) {
+			return line
+		}
+	}
+	d.t.Fatalf("no log line contains %q:\n%s", msg, d.stderr)
+	return ""
+}
+
 // acctRecords reads every record of the accounting file.
 func (d *daemon) acctRecords() []map[string]any {
 	d.t.Helper()

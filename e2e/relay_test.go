@@ -84,6 +84,26 @@ func TestRelaySwaksToReceiver(t *testing.T) {
 		waitFor(t, 10*time.Second, "accounting records", func() bool {
 			return countRecords(d.acctRecords(), "d", "") == 2
 		})
+
+		// The last log line sums the counters. Connections and bytes are
+		// counted by the sharded modes only, and ring file writes by
+		// io_uring mode only. The two connections are the harness's
+		// readiness probe and swaks.
+		d.stop()
+		stopped := d.logLine("smta stopped")
+		want := []string{"messages_received=1"}
+		if mode != "goroutine" {
+			want = append(want, "connections_accepted=2", "bytes_in=")
+		}
+		if mode == "io_uring" {
+			want = append(want, "ring_file_writes=1")
+		}
+		for _, field := range want {
+			if !strings.Contains(stopped, field) {
+				t.Errorf("stop line lacks %s: %s", field, stopped)
+			}
+		}
+
 		recs := d.acctRecords()
 		for _, rcpt := range []string{"bob@example.com", "carol@example.com"} {
 			if n := countRecords(recs, "r", rcpt); n != 1 {

@@ -180,7 +180,20 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	if err := d.closeStores(); err != nil {
 		errs = append(errs, err)
 	}
-	d.logger.Info("smta stopped")
+	in := d.srv.Stats()
+	d.logger.Info("smta stopped",
+		"messages_received", d.stats.received.Load(),
+		"spool_failures", d.stats.spoolFail.Load(),
+		"relay_denied", d.stats.relayDeny.Load(),
+		"connections_accepted", in.Accepted,
+		"connections_rejected", in.Rejected,
+		"connection_timeouts", in.Timeouts,
+		"tls_handoffs", in.TLSHandoffs,
+		"bytes_in", in.BytesIn,
+		"bytes_out", in.BytesOut,
+		"shard_syscalls", in.Syscalls,
+		"shard_wakeups", in.Wakeups,
+		"ring_file_writes", in.FileWrites)
 	return errors.Join(errs...)
 }
 
