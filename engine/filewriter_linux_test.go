@@ -5,6 +5,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 // connection had a FileWriter.
 type fileBackend struct {
 	*memBackend
+	fd       int // of f, read once so that the shard threads never touch f
 	f        *os.File
 	slotSize int64
 
@@ -42,6 +44,14 @@ func (b *fileBackend) Data(c *ConnInfo, tx *smtp.Transaction) (MessageWriter, sm
 	return &fileMessage{b: b, files: c.Files, off: off}, smtp.Reply{}
 }
 
+// newFileBackend returns a fileBackend writing to f. f is closed by a
+// cleanup registered now, so it runs after the server started later has
+// shut down.
+func newFileBackend(t *testing.T, f *os.File) *fileBackend {
+	t.Cleanup(func() { f.Close() })
+	return &fileBackend{memBackend: newMemBackend(), fd: int(f.Fd()), f: f, slotSize: 4096, offsets: map[string]int64{}}
+}
+
 type fileMessage struct {
 	b     *fileBackend
 	files FileWriter
@@ -53,7 +63,7 @@ func (m *fileMessage) Write(p []byte) error { m.buf = append(m.buf, p...); retur
 func (m *fileMessage) Abort()               {}
 
 func (m *fileMessage) Commit(done func(id string, failure smtp.Reply)) {
-	queued := m.files.WriteAt(int(m.b.f.Fd()), m.buf, m.off, func(n int, err error) {
+	queued := m.files.WriteAt(m.b.fd, m.buf, m.off, func(n int, err error) {
 		if err != nil || n != len(m.buf) {
 			done("", smtp.Reply{Code: 451, Enhanced: "4.3.0", Text: fmt.Sprintf("write: %d octets, %v", n, err)})
 			return
@@ -78,8 +88,7 @@ func TestFileWriterModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
-		b := &fileBackend{memBackend: newMemBackend(), f: f, slotSize: 4096, offsets: map[string]int64{}}
+		b := newFileBackend(t, f)
 		srv := startServer(t, testConfig(mode), b)
 
 		const messages = 20
@@ -105,8 +114,11 @@ func TestFileWriterModes(t *testing.T) {
 		if withFile != messages || without != 0 {
 			t.Fatalf("messages with ConnInfo.Files = %d, without = %d; want %d and 0", withFile, without, messages)
 		}
+		b.mu.Lock()
+		offsets := maps.Clone(b.offsets)
+		b.mu.Unlock()
 		for id, body := range bodies {
-			off, ok := b.offsets[id]
+			off, ok := offsets[id]
 			if !ok {
 				t.Fatalf("queue id %s has no recorded offset", id)
 			}
@@ -136,8 +148,7 @@ func TestFileWriterError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	b := &fileBackend{memBackend: newMemBackend(), f: f, slotSize: 4096, offsets: map[string]int64{}}
+	b := newFileBackend(t, f)
 	srv := startServer(t, testConfig("io_uring"), b)
 
 	c := dial(t, srv)
@@ -155,7 +166,10 @@ func TestFileWriterError(t *testing.T) {
 	}
 	c.cmd("NOOP", 250)
 	c.cmd("QUIT", 221)
-	if len(b.offsets) != 0 {
-		t.Errorf("%d messages recorded as written, want 0", len(b.offsets))
+	b.mu.Lock()
+	written := len(b.offsets)
+	b.mu.Unlock()
+	if written != 0 {
+		t.Errorf("%d messages recorded as written, want 0", written)
 	}
 }
