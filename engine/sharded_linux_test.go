@@ -429,7 +429,7 @@ func TestShardByteByByte(t *testing.T) {
 
 // TestShardInputThenHalfClose sends a whole session and its half-close
 // before reading anything, so the shard may see the input and the end of
-// input in one event. It must answer every command and close at once, not
+// input in one event. It must reply to every command and close at once, not
 // wait for the command timeout: after a hangup no further event comes, so
 // the shard has to read on until EOF.
 func TestShardInputThenHalfClose(t *testing.T) {

@@ -109,21 +109,19 @@ func (w *Writer) Commit(env *Envelope, done func(*Message, error)) {
 		return
 	}
 	w.done = true
-	c := cloneEnvelope(env)
-	env = &c
 	if w.err == nil && w.async != nil {
-		w.commitAsync(env, done)
+		w.commitAsync(cloneEnvelope(env), done)
 		return
 	}
 	if w.err == nil {
 		w.err = w.flush(flagLast)
 	}
-	w.enqueue(env, done)
+	w.enqueue(cloneEnvelope(env), done)
 }
 
 // commitAsync writes the last record through w.async and enqueues the
 // message for group commit when that write completes.
-func (w *Writer) commitAsync(env *Envelope, done func(*Message, error)) {
+func (w *Writer) commitAsync(env Envelope, done func(*Message, error)) {
 	rec := *w.buf
 	x, g, err := w.s.reserveRecord(rec, uint32(len(w.exts)), flagLast)
 	if err != nil {
@@ -150,12 +148,12 @@ func (w *Writer) commitAsync(env *Envelope, done func(*Message, error)) {
 }
 
 // enqueue hands the message to the committer once its records are written.
-// It owns env.
-func (w *Writer) enqueue(env *Envelope, done func(*Message, error)) {
+// env is the caller's copy.
+func (w *Writer) enqueue(env Envelope, done func(*Message, error)) {
 	w.s.putBuf(w.buf)
 	w.buf = nil
 
-	m := &Message{Env: *env, exts: w.exts}
+	m := &Message{Env: env, exts: w.exts}
 	m.Env.Size = w.size
 	if m.Env.ID == "" {
 		m.Env.ID = w.s.newID()
