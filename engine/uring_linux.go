@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -36,6 +37,11 @@ import (
 // All submissions of a turn go to the kernel in the io_uring_enter that
 // also waits for completions, so a busy shard makes about one system call
 // per turn.
+//
+// Memory the kernel writes into lives outside the Go heap (the provided
+// buffers) or is pinned with runtime.Pinner (the eventfd read's 8 octets).
+// Memory it only reads (a send's buffer, a file write's slice) stays
+// reachable from the poller until the request's final completion.
 //
 // The receive stays armed while a commit is outstanding: a client that
 // pipelines the next commands meanwhile has its bytes buffered, and past
@@ -138,6 +144,10 @@ type uringPoller struct {
 	sh   *shard
 	ring *iouring.Ring
 	bufs *iouring.BufRing
+	// pin keeps the shard's eventfd scratch buffer, which the kernel
+	// writes into from the eventfd read, pinned while that read can be in
+	// flight.
+	pin runtime.Pinner
 
 	// spill holds received input that did not fit a connection's read
 	// buffer, by slot. It is rare, so it lives here rather than in conn.
@@ -184,6 +194,7 @@ func (sh *shard) initUring() error {
 		files:   make(map[uint32]*fileWrite),
 	}
 	sh.uring = u
+	u.pin.Pin(&sh.scratch)
 	u.armEventfd()
 	for i := range sh.listeners {
 		u.armAccept(i)
@@ -231,6 +242,7 @@ func (u *uringPoller) close() {
 	}
 	u.bufs.Close()
 	u.ring.Close()
+	u.pin.Unpin()
 }
 
 // sqe returns a free submission entry, submitting the queued ones first if
