@@ -132,7 +132,7 @@ type shard struct {
 	timing  timeouts
 	inbox   *ring.MPSC[completion]
 	done    chan struct{} // closed when run returns
-	scratch [8]byte       // eventfd read and write buffer of the shard thread
+	scratch [8]byte       // target of the io_uring mode's eventfd read (epoll mode never reads the eventfd)
 
 	// Inbox wakeup protocol, shared with producers.
 	sleeping atomic.Bool // the shard may block; the next producer clears it and writes the eventfd
